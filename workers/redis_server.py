@@ -57,6 +57,7 @@ class EmbeddedRedis:
         self.port = port or free_port()
         self.persistence = persistence
         self.dir = Path(tempfile.mkdtemp(prefix="vtexbridge-redis-"))
+        self.dir.mkdir(parents=True, exist_ok=True)
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -93,7 +94,11 @@ class EmbeddedRedis:
             time.sleep(0.02)  # polling a condition with a deadline, not a fixed wait
         return self
 
-    def stop(self) -> None:
+    def stop(self, *, keep_data: bool = False) -> None:
+        """Stop the server (a clean shutdown, which writes its data when persistent).
+
+        With ``keep_data`` the directory stays, and :meth:`start` brings the same data back.
+        """
         if self._proc is not None and self._proc.poll() is None:
             self._proc.terminate()
             try:
@@ -102,7 +107,8 @@ class EmbeddedRedis:
                 self._proc.kill()
                 self._proc.wait()
         self._proc = None
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not keep_data:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> EmbeddedRedis:
         return self.start()
