@@ -322,11 +322,14 @@ class World:
             erp_order = self.erp.orders.get(order_id)
             was_canceled = order.status == CANCELED
             effect = self.flow.cancel(order, reason, now)
-            if was_canceled:
-                self.ledger.record("vtex.cancel", order_id, iso(now))
-                self.ledger.record("vtex.cancel", order_id, iso(now))
-            else:
-                self.ledger.record(f"vtex.{effect}", order_id, iso(now))
+            count = self.ledger.record(f"vtex.{effect}", order_id, iso(now))
+            if was_canceled and count == 1:
+                self.ledger.violate(
+                    "effect-repeated",
+                    order_id,
+                    "vtex.cancel of an order already cancelled",
+                    iso(now),
+                )
             if effect == "cancel" and erp_order is not None and erp_order.state == "dispatched":
                 self.ledger.violate(
                     "cancel-dispatched",
@@ -393,25 +396,19 @@ class World:
     def erp_cancel(self, order_id: str) -> None:
         with self.lock:
             now = self.now()
-            erp_order = self.erp.get(order_id)
-            repeated = erp_order.state == "cancelled"
             self.erp.cancel(order_id, now)
             self.ledger.record("erp.cancel", order_id, iso(now))
-            if repeated:
-                self.ledger.record("erp.cancel", order_id, iso(now))
 
     def erp_hold(self, order_id: str) -> None:
         with self.lock:
             now = self.now()
-            if not self.erp.hold(order_id, now):
-                self.ledger.record("erp.hold", order_id, iso(now))
+            self.erp.hold(order_id, now)
             self.ledger.record("erp.hold", order_id, iso(now))
 
     def erp_release(self, order_id: str) -> None:
         with self.lock:
             now = self.now()
-            if not self.erp.release(order_id, now):
-                self.ledger.record("erp.release", order_id, iso(now))
+            self.erp.release(order_id, now)
             self.ledger.record("erp.release", order_id, iso(now))
             order = self.orders.get(order_id)
             if order is not None and (order.status == CANCELED or order.open_request):
@@ -426,8 +423,7 @@ class World:
     def erp_record_invoice(self, order_id: str, invoice: ErpInvoice) -> None:
         with self.lock:
             now = self.now()
-            if not self.erp.record_invoice(order_id, invoice):
-                self.ledger.record("erp.invoice_recorded", order_id, iso(now), key=invoice.number)
+            self.erp.record_invoice(order_id, invoice)
             self.ledger.record("erp.invoice_recorded", order_id, iso(now), key=invoice.number)
 
     def _check_dispatch(self, order_id: str, now: float) -> None:

@@ -57,7 +57,6 @@ class EmbeddedRedis:
         self.port = port or free_port()
         self.persistence = persistence
         self.dir = Path(tempfile.mkdtemp(prefix="vtexbridge-redis-"))
-        self.dir.mkdir(parents=True, exist_ok=True)
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
