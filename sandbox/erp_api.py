@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 from sandbox.erp import ErpError, ErpInvoice
 from sandbox.httpcore import HttpError, Request, Response, Router
@@ -54,6 +54,11 @@ def _erp_guarded(world: World, endpoint: str, handler: Handler) -> Handler:
     return guarded(world, endpoint, run)
 
 
+def _is_int(value: object) -> TypeGuard[int]:
+    """A JSON integer: ``true``/``false`` are bools, which Python counts as ints."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _items(body: Any) -> list[dict[str, Any]]:
     items = body.get("items") if isinstance(body, dict) else None
     if not isinstance(items, list) or not items:
@@ -63,8 +68,12 @@ def _items(body: Any) -> list[dict[str, Any]]:
         if not isinstance(item, dict) or not isinstance(item.get("id"), str):
             raise erp_error(400, "invalid", "each item needs an id, quantity and price")
         quantity, price = item.get("quantity"), item.get("price")
-        if not isinstance(quantity, int) or not isinstance(price, int) or quantity <= 0:
-            raise erp_error(400, "invalid", "quantity and price must be integers (price in cents)")
+        if not _is_int(quantity) or not _is_int(price) or quantity <= 0 or price < 0:
+            raise erp_error(
+                400,
+                "invalid",
+                "quantity must be a positive integer and price an integer >= 0 (cents)",
+            )
         out.append(
             {
                 "id": item["id"],
@@ -112,7 +121,8 @@ def routes(world: World) -> Router:
     def record_invoice(request: Request) -> Response:
         order_id = request.params["orderId"]
         body = request.json()
-        if not isinstance(body, dict) or not isinstance(body.get("invoiceNumber"), str):
+        number = body.get("invoiceNumber") if isinstance(body, dict) else None
+        if not isinstance(number, str) or not number.strip():
             raise erp_error(400, "invalid", "invoiceNumber is required")
         value = body.get("invoiceValue")
         if isinstance(value, str) and value.isdigit():
@@ -122,20 +132,18 @@ def routes(world: World) -> Router:
         lines = body.get("items") or []
         if not isinstance(lines, list):
             raise erp_error(400, "invalid", "items must be a list")
-        with world.lock:
-            exists = world.erp.get(order_id).invoice(body["invoiceNumber"]) is not None
-        world.erp_record_invoice(
-            order_id,
-            ErpInvoice(
-                number=body["invoiceNumber"],
-                seller=str(body.get("seller", "")),
-                value=value,
-                items=lines,
-                issued_at=str(body.get("issuanceDate", "")),
-                source="vtex",
-            ),
+        invoice = ErpInvoice(
+            number=number,
+            seller=str(body.get("seller", "")),
+            value=value,
+            items=lines,
+            issued_at=str(body.get("issuanceDate", "")),
+            source="vtex",
         )
-        return Response.json(order_json(order_id), 200 if exists else 201)
+        with world.lock:  # check and record at once: two racing posts get one 201
+            exists = world.erp.get(order_id).invoice(number) is not None
+            world.erp_record_invoice(order_id, invoice)
+            return Response.json(order_json(order_id), 200 if exists else 201)
 
     def health(_: Request) -> Response:
         return Response.json({"status": "ok"})

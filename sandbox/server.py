@@ -39,12 +39,6 @@ class Sandbox:
         self.world = World(config, StoreClock(time_scale))
         if faults is not None:
             self.world.faults = faults
-        self.hooks = HookSender(
-            timeout=config.hook_timeout_real,
-            retry_base=config.hook_retry_base_real,
-            max_attempts=config.hook_max_attempts,
-        )
-        self.world.hook_sink = self.hooks
         oms_app = make_app(oms_api.routes(self.world), before=oms_api.authenticate(self.world))
         erp_app = make_app(erp_api.routes(self.world), before=erp_api.authenticate(self.world))
         self.vtex = AppServer(oms_app, host=host, port=port, name="vtex")
@@ -52,8 +46,13 @@ class Sandbox:
             self.erp = AppServer(erp_app, host=host, port=erp_port, name="erp")
         except Exception:
             self.vtex.stop()
-            self.hooks.stop()
             raise
+        self.hooks = HookSender(
+            timeout=config.hook_timeout_real,
+            retry_base=config.hook_retry_base_real,
+            max_attempts=config.hook_max_attempts,
+        )
+        self.world.hook_sink = self.hooks
         self._stop = threading.Event()
         self._ticker = threading.Thread(
             target=self._tick_forever, name="sandbox-ticker", daemon=True
