@@ -160,25 +160,33 @@ class Erp:
         )
 
     def progress(self, now: float) -> list[tuple[str, ErpOrder]]:
-        """Move orders along on the store clock; returns the (step, order) pairs that happened."""
+        """Move orders along on the store clock; returns the (step, order) pairs that happened.
+
+        Each step happens when it is due, however rarely this is called: after a jump of the
+        clock an order catches up through every step due by ``now``, each dated when it was due.
+        """
         steps: list[tuple[str, ErpOrder]] = []
         t = self.timings
         for order in self.orders.values():
-            if order.state == "new" and now - order.state_since >= t.picking:
-                self._move(order, "picking", now)
-                steps.append(("picking", order))
-            elif order.state == "picking" and now - order.state_since >= t.packing:
-                self._move(order, "packed", now)
-                self._issue_invoices(order, now)
-                steps.append(("packed", order))
-            elif (
-                order.state == "packed"
-                and order.released
-                and order.released_at is not None
-                and now - order.released_at >= t.dispatch
-            ):
-                self._move(order, "dispatched", now)
-                steps.append(("dispatched", order))
+            while True:
+                if order.state == "new" and now - order.state_since >= t.picking:
+                    self._move(order, "picking", order.state_since + t.picking)
+                    steps.append(("picking", order))
+                elif order.state == "picking" and now - order.state_since >= t.packing:
+                    packed_at = order.state_since + t.packing
+                    self._move(order, "packed", packed_at)
+                    self._issue_invoices(order, packed_at)
+                    steps.append(("packed", order))
+                elif (
+                    order.state == "packed"
+                    and order.released
+                    and order.released_at is not None
+                    and now - order.released_at >= t.dispatch
+                ):
+                    self._move(order, "dispatched", order.released_at + t.dispatch)
+                    steps.append(("dispatched", order))
+                else:
+                    break
         return steps
 
     @staticmethod

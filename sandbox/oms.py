@@ -196,6 +196,9 @@ class OrderFlow:
         req = next((r for r in order.cancellation_requests if r.id == request_id), None)
         if req is None:
             raise OmsError(400, "1", f"Cancellation request {request_id} not found")
+        if req.denied_by_seller:
+            # Answered already: denying it again must not touch a newer open request.
+            raise OmsError(400, "1", f"Cancellation request {request_id} was already denied")
         if order.status not in self.request_statuses:
             raise OmsError(
                 400,
@@ -217,7 +220,13 @@ class OrderFlow:
             return order.next_receipt(), False
         invoice.receipt = order.next_receipt()
         order.packages.append(invoice)
-        if invoice.kind == "Output":
+        if invoice.kind == "Output" and order.status in self.request_statuses:
+            # A cancellation request waits for the seller's answer: the order stays where it is,
+            # and a denial brings it back invoiced once its invoices add up.
+            if order.output_invoiced >= order.value:
+                order.status_before_request = INVOICED
+        elif invoice.kind == "Output" and order.status != INVOICED:
+            # Once invoiced, a further invoice is kept but the order does not move again.
             if order.output_invoiced >= order.value:
                 self.set_status(order, "invoice", now)
                 self.set_status(order, INVOICED, now)

@@ -411,7 +411,11 @@ class World:
             self.erp.release(order_id, now)
             self.ledger.record("erp.release", order_id, iso(now))
             order = self.orders.get(order_id)
-            if order is not None and (order.status == CANCELED or order.open_request):
+            if order is not None and (
+                order.status == CANCELED
+                or order.open_request
+                or order.status in CANCEL_REQUEST_STATUSES
+            ):
                 why = "cancelled" if order.status == CANCELED else "awaiting a cancellation answer"
                 self.ledger.violate(
                     "released-while-cancelled",
