@@ -12,7 +12,7 @@ import hmac
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 from sandbox import documents
 from sandbox.faults import FaultPlan
@@ -28,6 +28,16 @@ MAX_PAGES = 30
 
 def bad_request(message: str) -> HttpError:
     return HttpError(400, error_body("1", message))
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    """A JSON integer (``true`` is not one, although Python's bool is an int)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_seconds(value: object) -> TypeGuard[float]:
+    """A finite JSON number: a NaN or infinite advance would wreck the clock for good."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def guarded(world: World, endpoint: str, handler: Handler) -> Handler:
@@ -123,14 +133,15 @@ def routes(world: World) -> Router:
     def post_feed_config(request: Request) -> Response:
         body = request.json()
         flt = _feed_filter(body)
-        queue = body.get("queue") or {}
+        queue = body.get("queue")
+        queue = {} if queue is None else queue
         if not isinstance(queue, dict):
             raise bad_request("queue must be an object")
         visibility = queue.get("visibilityTimeoutInSeconds", 30)
         retention = queue.get("MessageRetentionPeriodInSeconds", 345_600)
-        if not isinstance(visibility, int) or not 0 < visibility <= 43_200:
+        if not _is_int(visibility) or not 0 < visibility <= 43_200:
             raise bad_request("queue.visibilityTimeoutInSeconds must be an integer 1..43200")
-        if not isinstance(retention, int) or not 345_600 <= retention <= 1_209_600:
+        if not _is_int(retention) or not 345_600 <= retention <= 1_209_600:
             raise bad_request(
                 "queue.MessageRetentionPeriodInSeconds must be an integer 345600..1209600"
             )
@@ -337,7 +348,7 @@ def routes(world: World) -> Router:
         body = request.json()
         store = body.get("advance", 0) if isinstance(body, dict) else None
         feed = body.get("advance_feed", 0) if isinstance(body, dict) else None
-        if not isinstance(store, int | float) or not isinstance(feed, int | float):
+        if not _is_seconds(store) or not _is_seconds(feed):
             raise bad_request("advance and advance_feed must be numbers of seconds")
         if store < 0 or feed < 0:
             raise bad_request("time only moves forward")
@@ -348,7 +359,13 @@ def routes(world: World) -> Router:
     def shopper_cancel(request: Request) -> Response:
         body = request.json() if request.body else {}
         reason = body.get("reason", "shopper request") if isinstance(body, dict) else ""
-        return Response.json({"result": world.shopper_cancel(request.params["orderId"], reason)})
+        if not isinstance(reason, str):
+            raise bad_request("reason must be a string")
+        try:
+            result = world.shopper_cancel(request.params["orderId"], reason)
+        except OmsError as exc:
+            raise HttpError(exc.status, exc.body()) from None
+        return Response.json({"result": result})
 
     def ledger(request: Request) -> Response:
         return Response.json({"effects": world.effects_of(request.arg("orderId"))})
