@@ -90,7 +90,6 @@ class FeedQueue:
         self._retention = 0.0
         self.configure(visibility_timeout=visibility_timeout, retention=retention)
         self._next_id = 0
-        self._issued: set[str] = set()  # every handle ever issued, so none repeats
         self.clear()
 
     def configure(self, *, visibility_timeout: float, retention: float) -> None:
@@ -226,12 +225,9 @@ class FeedQueue:
         return {**message.body, "handle": handle}
 
     def _new_handle(self) -> str:
-        while True:
-            raw = self._rng.getrandbits(192).to_bytes(24, "big")
-            handle = base64.urlsafe_b64encode(raw).decode("ascii")
-            if handle not in self._issued:
-                self._issued.add(handle)
-                return handle
+        # 192 random bits: a repeat is as likely as guessing a key, so none is tracked.
+        raw = self._rng.getrandbits(192).to_bytes(24, "big")
+        return base64.urlsafe_b64encode(raw).decode("ascii")
 
     def _compact(self) -> None:
         """Rebuild the heaps when lazily deleted entries dominate them."""

@@ -101,9 +101,11 @@ class HookSender:
             self._send(delivery)
 
     def _send(self, d: _Delivery) -> None:
+        started = time.monotonic()
         try:
             answer = self._session.post(d.url, json=d.body, headers=d.headers, timeout=self.timeout)
-            ok = answer.status_code == 200
+            # requests' timeout bounds each read, not the call: VTEX counts the whole answer.
+            ok = answer.status_code == 200 and time.monotonic() - started <= self.timeout
         except requests.RequestException:
             ok = False
         if ok:

@@ -141,7 +141,7 @@ class Request:
         """The body parsed as JSON; an invalid body answers 400."""
         try:
             return json.loads(self.body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise HttpError(400, error_body("1", "invalid JSON body")) from None
 
     def arg(self, name: str) -> str | None:

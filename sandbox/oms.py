@@ -12,6 +12,7 @@ returns it to the status it had before.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,21 @@ INVOICED = "invoiced"
 READY = "ready-for-handling"
 HANDLING = "handling"
 WINDOW = "window-to-cancel"
-BEFORE_HANDLING = ("order-created", "payment-pending", "payment-approved", WINDOW)
+BEFORE_HANDLING = (
+    "order-created",
+    "on-order-completed",
+    "payment-pending",
+    "payment-approved",
+    WINDOW,
+)
+
+
+_moments = itertools.count(1)
+
+
+def moment() -> int:
+    """A strictly increasing stamp, to order reads and requests even on a frozen clock."""
+    return next(_moments)
 
 
 class OmsError(Exception):
@@ -74,6 +89,7 @@ class CancellationRequest:
     denied_by_seller: bool = False
     deny_reason: str | None = None
     denied_at: str | None = None
+    moment: int = 0  # when it was made, comparable with Order.last_read
 
 
 @dataclass
@@ -91,6 +107,7 @@ class Order:
     cancellation: dict[str, Any] | None = None
     status_before_request: str | None = None
     receipts: int = 0
+    last_read: int = 0  # moment (see :func:`moment`) of the consumer's latest Get order
 
     @property
     def value(self) -> int:
@@ -154,7 +171,9 @@ class OrderFlow:
             return "canceled"
         if order.status in (READY, HANDLING, INVOICED) and not order.open_request:
             order.cancellation_requests.append(
-                CancellationRequest(id=request_id, reason=reason, date=iso(now), created=now)
+                CancellationRequest(
+                    id=request_id, reason=reason, date=iso(now), created=now, moment=moment()
+                )
             )
             order.status_before_request = order.status
             self.set_status(order, CANCEL_REQUESTED, now)

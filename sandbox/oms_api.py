@@ -22,7 +22,7 @@ from sandbox.oms import Invoice, OmsError
 from sandbox.world import HookConfig, World
 
 Handler = Callable[[Request], Response]
-MAX_HANDLES = 1000
+MAX_HANDLES = 10_000  # VTEX documents no limit; this only bounds one request body
 MAX_PAGES = 30
 
 
@@ -46,13 +46,16 @@ def guarded(world: World, endpoint: str, handler: Handler) -> Handler:
     def run(request: Request) -> Response:
         with world.lock:
             decision = world.faults.decide(endpoint, world.rng)
+            if decision.status is not None:
+                world.events[f"fault.{decision.status}"] += 1
+            elif decision.drop_after_effect:
+                world.events["fault.drop"] += 1
         if decision.delay > 0:
             time.sleep(decision.delay)  # injected latency, the fault being simulated
         if decision.status is not None:
             headers = {}
             if decision.status == 429 and decision.retry_after is not None:
                 headers["Retry-After"] = str(max(1, math.ceil(decision.retry_after)))
-            world.events[f"fault.{decision.status}"] += 1
             raise HttpError(
                 decision.status,
                 error_body(str(decision.status), f"sandbox fault on {endpoint}"),
@@ -63,7 +66,6 @@ def guarded(world: World, endpoint: str, handler: Handler) -> Handler:
         except OmsError as exc:
             raise HttpError(exc.status, exc.body()) from None
         if decision.drop_after_effect:
-            world.events["fault.drop"] += 1
             raise DropConnection
         return response
 
@@ -244,8 +246,7 @@ def routes(world: World) -> Router:
     # -- orders ----------------------------------------------------------------------------
 
     def get_order(request: Request) -> Response:
-        with world.lock:
-            return Response.json(documents.order_json(world.order(request.params["orderId"])))
+        return Response.json(world.read_order(request.params["orderId"]))
 
     def list_orders(request: Request) -> Response:
         raw_status = request.arg("f_status")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 
@@ -11,6 +12,8 @@ from sandbox.faults import FaultPlan
 from sandbox.hooks import HookSender
 from sandbox.httpcore import AppServer, make_app
 from sandbox.world import SandboxConfig, World
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,10 @@ class Sandbox:
 
     def _tick_forever(self) -> None:
         while not self._stop.wait(0.05):
-            self.world.tick()
+            try:
+                self.world.tick()
+            except Exception:  # a broken tick must not stop the scenario's clock for good
+                log.exception("sandbox tick failed")
 
     def __enter__(self) -> Sandbox:
         return self.start()

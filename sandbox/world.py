@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox import documents
 from sandbox.clock import StoreClock, iso
 from sandbox.erp import Erp, ErpInvoice, ErpTimings
 from sandbox.faults import FaultPlan
@@ -28,6 +29,7 @@ from sandbox.oms import (
     OmsError,
     Order,
     OrderFlow,
+    moment,
 )
 from sandbox.scenario import Scenario, ScenarioConfig, generate
 
@@ -54,8 +56,9 @@ class SandboxConfig:
     duplicate_share: float = 0.10
     partial_share: float = 0.10
     shuffle_window: int = 20
-    ready_deadline: float = 900.0  # longest an order may sit in ready-for-handling
-    request_deadline: float = 1800.0  # longest a cancellation request may wait for an answer
+    ready_deadline: float = 3600.0  # longest an order may sit in ready-for-handling
+    request_deadline: float = 7200.0  # longest a cancellation request may wait for an answer
+    release_grace_real: float = 2.0  # how stale a consumer's view may be when it releases
     hook_timeout_real: float = 5.0
     hook_retry_base_real: float = 1.0
     hook_max_attempts: int = 10
@@ -154,6 +157,7 @@ class World:
             )
             self.orders[order_id] = order
             self._on_change(order, order.status, "", now)
+            self.flow.set_status(order, "on-order-completed", now)
             self.flow.set_status(order, "payment-pending", now)
         elif action == "approve":
             order = self.orders[order_id]
@@ -295,6 +299,13 @@ class World:
 
     # -- orders -----------------------------------------------------------------------------
 
+    def read_order(self, order_id: str) -> dict[str, Any]:
+        """Get order as VTEX answers it; notes when the consumer last saw the order."""
+        with self.lock:
+            order = self.order(order_id)
+            order.last_read = moment()
+            return documents.order_json(order)
+
     def order(self, order_id: str) -> Order:
         order = self.orders.get(order_id)
         if order is None:
@@ -321,6 +332,10 @@ class World:
             now = self.now()
             erp_order = self.erp.orders.get(order_id)
             was_canceled = order.status == CANCELED
+            if any(p.kind == "Output" for p in order.packages):
+                self.ledger.violate(
+                    "cancel-invoiced", order_id, "VTEX cancel asked for an invoiced order", iso(now)
+                )
             effect = self.flow.cancel(order, reason, now)
             count = self.ledger.record(f"vtex.{effect}", order_id, iso(now))
             if was_canceled and count == 1:
@@ -411,11 +426,7 @@ class World:
             self.erp.release(order_id, now)
             self.ledger.record("erp.release", order_id, iso(now))
             order = self.orders.get(order_id)
-            if order is not None and (
-                order.status == CANCELED
-                or order.open_request
-                or order.status in CANCEL_REQUEST_STATUSES
-            ):
+            if order is not None and self._could_know_of_cancellation(order, now):
                 why = "cancelled" if order.status == CANCELED else "awaiting a cancellation answer"
                 self.ledger.violate(
                     "released-while-cancelled",
@@ -429,6 +440,19 @@ class World:
             now = self.now()
             self.erp.record_invoice(order_id, invoice)
             self.ledger.record("erp.invoice_recorded", order_id, iso(now), key=invoice.number)
+
+    def _could_know_of_cancellation(self, order: Order, now: float) -> bool:
+        """Whether the order was cancelled, or had a cancellation request the consumer saw or
+        had time to see. A request made between the consumer's last read and its release (within
+        the grace) is a race nobody can close, and is not held against it."""
+        if order.status == CANCELED:
+            return True
+        request = order.open_request
+        if request is None:
+            # The seller's own first cancel step leaves no request entry: the consumer asked.
+            return order.status in CANCEL_REQUEST_STATUSES
+        grace = self.config.release_grace_real * self.clock.scale
+        return request.moment < order.last_read or now - request.created > grace
 
     def _check_dispatch(self, order_id: str, now: float) -> None:
         order = self.orders.get(order_id)
@@ -534,6 +558,11 @@ class World:
                     "hook_notifications": self.events["hook_notifications"],
                 },
                 "effects": dict(sorted(self.ledger.effects.items())),
+                "faults": {
+                    k.removeprefix("fault."): v
+                    for k, v in sorted(self.events.items())
+                    if k.startswith("fault.")
+                },
                 "violations": [v.to_json() for v in self.ledger.violations],
                 "settled": self.started_at is not None
                 and self.scenario.remaining == 0

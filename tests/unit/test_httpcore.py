@@ -13,6 +13,7 @@ import requests
 from sandbox.httpcore import (
     AppServer,
     DropConnection,
+    Headers,
     HttpError,
     PortInUse,
     Request,
@@ -335,3 +336,10 @@ def _read_to_eof(sock: socket.socket) -> bytes:
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
+
+
+def test_a_deeply_nested_json_body_is_a_bad_request_not_a_crash() -> None:
+    request = Request("POST", "/x", {}, Headers(), b"[" * 200_000)
+    with pytest.raises(HttpError) as bad:
+        request.json()
+    assert bad.value.status == 400

@@ -328,7 +328,38 @@ def test_releasing_a_shipment_whose_order_is_being_cancelled_is_reported(
     pack(world, order_id)
     cancellation(world, order_id)
     assert world.ledger.violations == []
-    # when the shipment is released
+    # when the consumer re-reads the order and releases the shipment all the same
+    world.read_order(order_id)
+    world.erp_release(order_id)
+    # then the checker reports it
+    assert violations(world) == [("released-while-cancelled", order_id)]
+
+
+def test_a_request_made_after_the_consumers_last_read_is_not_held_against_its_release() -> None:
+    # given a packed shipment the consumer has just re-read: no cancellation then
+    world = make_world()
+    order_id = ready_order(world)
+    accept(world, order_id)
+    pack(world, order_id)
+    world.read_order(order_id)
+    # when the shopper asks to cancel in the instant before the release
+    _shopper_request(world, order_id)
+    world.erp_release(order_id)
+    # then nothing could have been known: no violation
+    assert violations(world) == []
+
+
+def test_a_request_older_than_the_grace_is_held_against_a_release_without_a_recheck() -> None:
+    # given a packed shipment with a cancellation request the consumer never re-read
+    world = make_world()
+    order_id = ready_order(world)
+    accept(world, order_id)
+    pack(world, order_id)
+    world.read_order(order_id)
+    _shopper_request(world, order_id)
+    # the grace is release_grace_real wall seconds: none at all on a frozen clock
+    advance(world, 60)
+    # when the shipment is released on that stale view
     world.erp_release(order_id)
     # then the checker reports it
     assert violations(world) == [("released-while-cancelled", order_id)]
@@ -444,3 +475,18 @@ def test_the_run_settles_only_when_every_order_is_finished_and_the_feed_is_empty
     # then the run is settled
     assert world.report()["settled"] is True
     assert world.report()["violations"] == []
+
+
+def test_asking_vtex_to_cancel_an_invoiced_order_is_refused_and_reported() -> None:
+    # given an order whose invoices are on VTEX
+    world = make_world()
+    order_id = ready_order(world)
+    accept(world, order_id)
+    pack(world, order_id)
+    post_erp_invoices(world, order_id)
+    # when the consumer asks VTEX to cancel it
+    with pytest.raises(OmsError) as refused:
+        world.cancel(order_id, "out of stock")
+    # then VTEX refuses and the checker reports the attempt
+    assert refused.value.status == 409
+    assert violations(world) == [("cancel-invoiced", order_id)]
