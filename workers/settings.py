@@ -84,6 +84,8 @@ class Settings(BaseSettings):
             raise ValueError("set VTEX_BASE_URL, or VTEX_ACCOUNT (and VTEX_ENVIRONMENT)")
         if self.erp_adapter == "bridge.erp.rest:RestErp" and not self.erp_base_url:
             raise ValueError("set ERP_BASE_URL for the REST ERP adapter (or ERP_ADAPTER)")
+        if self.erp_adapter == "bridge.erp.rest:RestErp" and not self.erp_token.get_secret_value():
+            raise ValueError("set ERP_TOKEN for the REST ERP adapter")
         missing = set(self.cancellation_request_statuses) - set(self.feed_statuses)
         if "ready-for-handling" not in self.feed_statuses:
             raise ValueError("FEED_STATUSES must include ready-for-handling")
