@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import secrets
 import sys
 from typing import Any
@@ -37,6 +38,28 @@ def share(text: str) -> float:
     return value
 
 
+def port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{value} is not a port number (0..65535; 0: any free port)"
+        )
+    return value
+
+
+def time_scale(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: the time scale must be a number >= 0")
+    return value
+
+
 def add_parser(commands: Any) -> None:
     p = commands.add_parser(
         "sandbox",
@@ -44,13 +67,13 @@ def add_parser(commands: Any) -> None:
         description=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--port", type=int, default=8700, help="VTEX OMS port (default 8700)")
-    p.add_argument("--erp-port", type=int, default=8701, help="reference ERP port (default 8701)")
+    p.add_argument("--port", type=port, default=8700, help="VTEX OMS port (default 8700)")
+    p.add_argument("--erp-port", type=port, default=8701, help="reference ERP port (default 8701)")
     p.add_argument("--orders", type=int, default=100, help="orders in the scenario (default 100)")
     p.add_argument("--seed", type=int, default=1, help="scenario seed: same seed, same scenario")
     p.add_argument(
         "--time-scale",
-        type=float,
+        type=time_scale,
         default=120.0,
         help="store seconds per real second (default 120; 0 freezes the clock)",
     )
@@ -120,6 +143,13 @@ def run(args: argparse.Namespace) -> int:
     except PortInUse as exc:
         print(f"vtexbridge sandbox: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # e.g. a privileged port or an address this host does not have
+        print(
+            f"vtexbridge sandbox: cannot listen on ports {args.port}/{args.erp_port}: "
+            f"{exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return 2
     banner = {
         "vtex_url": sandbox.vtex.url,
         "erp_url": sandbox.erp.url,
@@ -132,28 +162,36 @@ def run(args: argparse.Namespace) -> int:
         "faults": faults.to_spec(),
     }
     sandbox.start()
-    if args.json:
-        print(json.dumps(banner), flush=True)
-    else:
-        print(
-            f"VTEX OMS sandbox  {sandbox.vtex.url}\n"
-            f"reference ERP     {sandbox.erp.url}\n"
-            f"VTEX_APP_KEY={config.app_key}\nVTEX_APP_TOKEN={config.app_token}\n"
-            f"ERP_TOKEN={config.erp_token}\n"
-            f"scenario: {config.scenario.orders} orders, seed {config.scenario.seed}, "
-            f"time x{args.time_scale:g}, starts "
-            f"{'when the feed or hook is configured' if config.start_on_config else 'now'}\n"
-            f"report: curl -H 'X-VTEX-API-AppKey: ...' -H 'X-VTEX-API-AppToken: ...' "
-            f"{sandbox.vtex.url}/_sandbox/report\n"
-            "Ctrl-C stops.",
-            flush=True,
-        )
-    if not config.start_on_config:
-        sandbox.world.start()
     try:
+        # Start the scenario before the banner: a client that acts on the banner at once (say,
+        # advancing the frozen clock) must find the scenario running.
+        if not config.start_on_config:
+            sandbox.world.start()
+        print_banner(args, config, sandbox, banner)
         sandbox.wait()
     except KeyboardInterrupt:
         print("stopping sandbox", file=sys.stderr, flush=True)
     finally:
         sandbox.stop()
     return 0
+
+
+def print_banner(
+    args: argparse.Namespace, config: SandboxConfig, sandbox: Sandbox, banner: dict[str, Any]
+) -> None:
+    if args.json:
+        print(json.dumps(banner), flush=True)
+        return
+    print(
+        f"VTEX OMS sandbox  {sandbox.vtex.url}\n"
+        f"reference ERP     {sandbox.erp.url}\n"
+        f"VTEX_APP_KEY={config.app_key}\nVTEX_APP_TOKEN={config.app_token}\n"
+        f"ERP_TOKEN={config.erp_token}\n"
+        f"scenario: {config.scenario.orders} orders, seed {config.scenario.seed}, "
+        f"time x{args.time_scale:g}, starts "
+        f"{'when the feed or hook is configured' if config.start_on_config else 'now'}\n"
+        f"report: curl -H 'X-VTEX-API-AppKey: ...' -H 'X-VTEX-API-AppToken: ...' "
+        f"{sandbox.vtex.url}/_sandbox/report\n"
+        "Ctrl-C stops.",
+        flush=True,
+    )
