@@ -1,4 +1,4 @@
-# vtex-erp-bridge: `make run` runs the stack against the sandbox, `make test` runs the tests.
+# vtex-erp-bridge: `make run` runs the whole stack against the sandbox, `make test` runs the tests.
 # Needs only Python 3.11+ and make: the virtual environment is created on first use.
 
 PYTHON ?= python3
@@ -11,7 +11,7 @@ ARGS ?=
 .PHONY: run test lint install bench clean
 
 run: $(STAMP)
-	$(BIN)/vtexbridge sandbox --start now $(ARGS)
+	$(BIN)/vtexbridge demo $(ARGS)
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -7,7 +7,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from workers import sandbox_cmd
+from workers import demo_cmd, ops_cmd, sandbox_cmd, trigger_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     sandbox_cmd.add_parser(commands)
+    demo_cmd.add_parser(commands)
+    trigger_cmd.add_parser(commands)
+    ops_cmd.add_parser(commands)
     return parser
 
 

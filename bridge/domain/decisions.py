@@ -45,7 +45,9 @@ def decide_accept(order: VtexOrder, erp: ErpOrder | None, done: Set[str]) -> Dec
     if order.status != READY:
         return Decision((), f"order is {order.status}, not {READY}: nothing to accept")
     actions: list[Action] = []
-    if erp is None and ImportToErp.key not in done:
+    # The ERP is the record: an order it does not have is imported, whatever the ledger says
+    # (the import is idempotent by order id).
+    if erp is None:
         actions.append(ImportToErp())
     # The VTEX status is the record: ready-for-handling means start-handling has not happened
     # (a call whose answer was lost and that did apply shows as handling).
@@ -67,8 +69,6 @@ def decide_cancelation(
             return Decision(
                 (), "cancelled on VTEX but already with the carrier: an operator must act"
             )
-        if StopInErp.key in done:
-            return Decision((), "cancelled on VTEX and already stopped in the ERP")
         return Decision((StopInErp(),), "cancelled on VTEX: stop it in the ERP")
     request = order.open_cancellation_request()
     if request is None:
@@ -83,7 +83,7 @@ def decide_cancelation(
             "cancellation requested but the order is past the point of no return: deny",
         )
     actions: list[Action] = []
-    if erp is not None and erp.state is not FulfilmentState.CANCELLED and StopInErp.key not in done:
+    if erp is not None and erp.state is not FulfilmentState.CANCELLED:
         actions.append(StopInErp())
     actions.append(CancelOnVtex(request.reason or "cancellation requested by the shopper"))
     return Decision(tuple(actions), "cancellation requested in time: stop the ERP, cancel on VTEX")
@@ -106,7 +106,9 @@ def decide_invoices(
     waiting_answer = (
         order.open_cancellation_request() is not None or order.status in request_statuses
     )
-    if not waiting_answer:
+    # An order the ERP stopped never ships: invoicing it on VTEX would bill the shopper for it.
+    stopped = erp.state is FulfilmentState.CANCELLED
+    if not waiting_answer and not stopped:
         # An invoice posted while a cancellation request waits would force a denial.
         for invoice in erp.invoices:
             if invoice.number not in on_vtex and PostInvoice(invoice).key not in done:

@@ -76,9 +76,9 @@ class Outcome:
             "work": self.work,
             "orderId": self.order_id,
             "status": self.status,
-            "decisions": self.decisions,
-            "effects": self.effects,
-            "alreadyDone": self.already_done,
+            "decisions": list(self.decisions),
+            "effects": list(self.effects),
+            "alreadyDone": list(self.already_done),
         }
 
 
@@ -86,30 +86,32 @@ def run_work(work: str, order_id: str, ports: Ports, lease: Lease) -> Outcome:
     """Run one piece of order work under ``lease``; transient errors propagate for a retry."""
     decide = DECIDERS[work]
     outcome = Outcome(work, order_id)
-    for _ in range(MAX_REDECIDES):
-        order = ports.vtex.get_order(order_id)
-        erp = ports.erp.get_order(order_id)
-        done = ports.ledger.done(order_id)
-        decision = decide(order, erp, done, ports.request_statuses)
-        outcome.status = order.status
-        outcome.decisions.append(decision.reason)
-        try:
-            for action in decision.actions:
-                lease.ensure()
-                if _apply(action, order, ports):
-                    outcome.effects.append(action.key)
-                else:
-                    outcome.already_done.append(action.key)
-                ports.ledger.record(order_id, action.key, lease.token)
-        except ConflictError as exc:
-            # The world moved between our read and our act: read again and decide afresh.
-            log.info("order %s: %s conflicted (%s); deciding again", order_id, work, exc)
-            outcome.decisions.append(f"conflict: {exc}")
-            continue
-        finally:
-            ports.history.add(order_id, {"work": work, **outcome.to_json()})
-        return outcome
-    raise ConflictError(f"order {order_id}: {work} kept conflicting with the order's state")
+    try:
+        for _ in range(MAX_REDECIDES):
+            order = ports.vtex.get_order(order_id)
+            erp = ports.erp.get_order(order_id)
+            done = ports.ledger.done(order_id)
+            decision = decide(order, erp, done, ports.request_statuses)
+            outcome.status = order.status
+            outcome.decisions.append(decision.reason)
+            try:
+                for action in decision.actions:
+                    lease.ensure()
+                    if _apply(action, order, ports):
+                        outcome.effects.append(action.key)
+                    else:
+                        outcome.already_done.append(action.key)
+                    ports.ledger.record(order_id, action.key, lease.token)
+            except ConflictError as exc:
+                # The world moved between our read and our act: read again and decide afresh.
+                log.info("order %s: %s conflicted (%s); deciding again", order_id, work, exc)
+                outcome.decisions.append(f"conflict: {exc}")
+                continue
+            return outcome
+        raise ConflictError(f"order {order_id}: {work} kept conflicting with the order's state")
+    finally:
+        # One entry per run, whatever its end (done, conflicting, stale lease, transient error).
+        ports.history.add(order_id, {"work": work, **outcome.to_json()})
 
 
 def _apply(action: Action, order: VtexOrder, ports: Ports) -> bool:

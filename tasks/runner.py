@@ -1,0 +1,107 @@
+"""What every order task does around its one service call: validate, count redeliveries, take the
+events it runs for, hold the order's lease, and turn errors into retries or quarantine.
+
+Retries back off exponentially with jitter, never sooner than a ``Retry-After`` and never longer
+than the broker's visibility timeout allows. A run that keeps failing, or whose worker keeps dying
+(the redelivery counter), goes to quarantine with its arguments, and the feed events it carried
+become committable: poison work ends instead of looping (DESIGN.md, Semantics 5).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import uuid
+from typing import Any
+
+from celery import Task
+
+from bridge.domain.errors import PermanentError, StaleLockError, TransientError
+from bridge.domain.models import ORDER_ID_PATTERN
+from bridge.domain.services import run_work
+from bridge.state.locks import LockBusy
+from workers import bootstrap
+from workers.app import MAX_COUNTDOWN
+
+log = logging.getLogger(__name__)
+
+LOCK_BUSY_RETRIES = 200  # waiting for another run on the same order is not a failure
+
+
+def backoff(retries: int, retry_after: float | None = None) -> float:
+    """Exponential backoff with full jitter, at least ``retry_after``, at most MAX_COUNTDOWN."""
+    ceiling = min(float(MAX_COUNTDOWN), 2.0 ** min(retries, 10))
+    delay = random.uniform(0.5, 1.0) * ceiling
+    if retry_after is not None:
+        delay = max(delay, retry_after + random.uniform(0.0, 0.5))
+    return min(delay, float(MAX_COUNTDOWN))
+
+
+def run_order_task(task: Task, work: str, order_id: Any, manual: bool) -> dict[str, Any]:
+    c = bootstrap.container()
+    run_id = str(task.request.id or uuid.uuid4())
+    retries = int(task.request.retries or 0)
+    context = {"work": work, "order_id": order_id, "task_id": run_id, "attempt": retries + 1}
+    if not isinstance(order_id, str) or re.fullmatch(ORDER_ID_PATTERN, order_id) is None:
+        item = c.quarantine.put(
+            f"task:{work}",
+            {"orderId": repr(order_id)[:200]},
+            "argument is not an order id",
+            source="task",
+        )
+        log.warning("%s: argument is not an order id; quarantined as %s", work, item)
+        return {"work": work, "quarantined": item, "reason": "argument is not an order id"}
+
+    def give_up(reason: str) -> dict[str, Any]:
+        item = c.quarantine.put(
+            f"task:{work}",
+            {"orderId": order_id, "taskId": run_id, "manual": manual},
+            reason,
+            order_id=order_id,
+            source="task",
+        )
+        c.history.add(order_id, {"work": work, "quarantined": item, "reason": reason})
+        if not manual:
+            c.feedbook.finish(run_id)
+        log.error("order %s: %s quarantined (%s)", order_id, work, reason, extra=context)
+        return {"work": work, "orderId": order_id, "quarantined": item, "reason": reason}
+
+    delivery = f"{run_id}:{retries}"
+    deliveries = c.redeliveries.bump(delivery)
+    if deliveries > c.settings.redelivery_limit:
+        if not manual:
+            c.feedbook.start(work, order_id, run_id)
+        return give_up(f"its worker was lost {deliveries - 1} times while running it")
+    if not manual:
+        c.feedbook.start(work, order_id, run_id)
+    try:
+        with c.locks.hold(order_id) as lease:
+            outcome = run_work(work, order_id, c.ports, lease)
+    except LockBusy as exc:
+        c.redeliveries.clear(delivery)
+        raise task.retry(
+            countdown=backoff(0, exc.retry_after), max_retries=LOCK_BUSY_RETRIES
+        ) from None
+    except StaleLockError:
+        # Our lease expired under us and another run holds the order: run again, re-checking.
+        c.redeliveries.clear(delivery)
+        raise task.retry(countdown=backoff(0, 1.0), max_retries=LOCK_BUSY_RETRIES) from None
+    except TransientError as exc:
+        c.redeliveries.clear(delivery)
+        if retries >= c.settings.max_retries:
+            return give_up(f"still failing after {retries + 1} attempts: {exc}")
+        log.info("order %s: %s will retry (%s)", order_id, work, exc, extra=context)
+        raise task.retry(
+            countdown=backoff(retries, exc.retry_after), max_retries=c.settings.max_retries
+        ) from None
+    except PermanentError as exc:
+        c.redeliveries.clear(delivery)
+        return give_up(str(exc))
+    c.redeliveries.clear(delivery)
+    if not manual:
+        c.feedbook.finish(run_id)
+    log.info(
+        "order %s: %s done: %s", order_id, work, outcome.effects or "nothing to do", extra=context
+    )
+    return outcome.to_json()
