@@ -8,6 +8,7 @@ import sys
 import time
 from typing import Any
 
+from workers.sandbox_cmd import share
 from workers.stack import Stack, StackConfig
 
 HELP = """\
@@ -31,6 +32,15 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--concurrency", type=int, default=4, help="pool size per worker (default 4)")
     p.add_argument("--time-scale", type=float, default=120.0, help="sandbox clock speed-up")
     p.add_argument("--faults", default="", metavar="SPEC", help="sandbox fault plan")
+    p.add_argument(
+        "--duplicates",
+        type=share,
+        default=0.10,
+        help="share of feed events delivered twice (default 10%%)",
+    )
+    p.add_argument(
+        "--split", type=share, default=0.3, help="share of orders with two sellers (default 30%%)"
+    )
     p.add_argument(
         "--deadline",
         type=float,
@@ -78,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         faults=args.faults,
         flower=not args.no_flower,
         flower_port=args.flower_port,
+        duplicates=args.duplicates,
+        split=args.split,
     )
     stack = Stack(config)
     started = time.monotonic()
