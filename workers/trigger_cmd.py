@@ -43,9 +43,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"enqueued {TASKS[args.work]} for {args.order_id}: task {result.id}", flush=True)
     if not args.wait:
         return 0
+    from celery.exceptions import TimeoutError as NoResultYet
+
     try:
         outcome = result.get(timeout=args.timeout)
-    except TimeoutError:
+    except NoResultYet:
         print(f"no result within {args.timeout:g}s; is a worker running?", file=sys.stderr)
         return 1
     print(json.dumps(outcome, indent=2))
