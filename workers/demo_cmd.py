@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -12,10 +13,11 @@ from workers.sandbox_cmd import share
 from workers.stack import Stack, StackConfig
 
 HELP = """\
-Runs the whole stack on this machine against the sandbox: Redis (REDIS_URL, else an embedded
-server), `vtexbridge sandbox` playing a scenario, Celery workers (one on the feed queue, the rest
-on order work), beat and Flower (http://127.0.0.1:5555). Shows progress while it runs, then prints
-the sandbox report; exits 1 when the report has violations or the scenario did not settle.
+Runs the whole stack on this machine against the sandbox: Redis (REDIS_URL when set, else an
+embedded server), `vtexbridge sandbox` playing a scenario, Celery workers (one on the feed queue,
+the rest on order work), beat and Flower (http://127.0.0.1:5555). Shows progress while it runs,
+then prints the sandbox report; exits 1 when the report has violations or the scenario did not
+settle.
 """
 
 
@@ -90,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         flower_port=args.flower_port,
         duplicates=args.duplicates,
         split=args.split,
+        redis_url=os.environ.get("REDIS_URL") or None,
     )
     stack = Stack(config)
     started = time.monotonic()
