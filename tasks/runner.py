@@ -98,6 +98,13 @@ def run_order_task(task: Task, work: str, order_id: Any, manual: bool) -> dict[s
     except PermanentError as exc:
         c.redeliveries.clear(delivery)
         return give_up(str(exc))
+    except Exception as exc:
+        # Not an error we know: retry it like a transient one, then quarantine, never loop.
+        c.redeliveries.clear(delivery)
+        log.exception("order %s: %s failed unexpectedly", order_id, work, extra=context)
+        if retries >= c.settings.max_retries:
+            return give_up(f"unexpected {type(exc).__name__} after {retries + 1} attempts")
+        raise task.retry(countdown=backoff(retries), max_retries=c.settings.max_retries) from None
     c.redeliveries.clear(delivery)
     if not manual:
         c.feedbook.finish(run_id)
