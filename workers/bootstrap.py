@@ -10,7 +10,6 @@ import threading
 from dataclasses import dataclass
 
 import redis
-from bridge.vtex.client import VtexClient
 
 from bridge.domain.ports import ErpPort
 from bridge.domain.services import Ports
@@ -22,6 +21,7 @@ from bridge.state.locks import OrderLocks
 from bridge.state.quarantine import Quarantine
 from bridge.state.ratebudget import RedisRateBudget
 from bridge.state.redelivery import RedeliveryCounter
+from bridge.vtex.client import VtexClient
 from workers.settings import Settings, get_settings
 
 
