@@ -67,8 +67,11 @@ def add_parser(commands: Any) -> None:
         description=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1; 0.0.0.0 in a container)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; 0.0.0.0 in a container)",
+    )
     p.add_argument("--port", type=port, default=8700, help="VTEX OMS port (default 8700)")
     p.add_argument("--erp-port", type=port, default=8701, help="reference ERP port (default 8701)")
     p.add_argument("--orders", type=int, default=100, help="orders in the scenario (default 100)")
