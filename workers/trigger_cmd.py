@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import sys
@@ -50,5 +51,9 @@ def run(args: argparse.Namespace) -> int:
     except NoResultYet:
         print(f"no result within {args.timeout:g}s; is a worker running?", file=sys.stderr)
         return 1
+    finally:
+        # Stop listening for the result now, not in a destructor at interpreter exit.
+        with contextlib.suppress(Exception):
+            result.backend.remove_pending_result(result)
     print(json.dumps(outcome, indent=2))
     return 0

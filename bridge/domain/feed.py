@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from bridge.domain.decisions import DEFAULT_REQUEST_STATUSES, work_for_state
+from bridge.domain.errors import TransientError
 from bridge.domain.models import FeedEvent
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,12 @@ class FeedPoller:
             if overloaded():
                 report.stopped = "backpressure"
                 break
-            items = self.source.get_feed(MAXLOT)
+            try:
+                items = self.source.get_feed(MAXLOT)
+            except TransientError as exc:
+                # A 429 pause or an outage: stop this poll quietly; the next beat tries again.
+                report.stopped = f"feed unavailable: {type(exc).__name__}"
+                break
             report.reads += 1
             if not items:
                 report.stopped = "feed empty"
@@ -174,7 +180,7 @@ class FeedPoller:
             pairs = self.book.take_commit_batch(batch)
             if not pairs:
                 return total
-            event_ids = [event_id for event_id, _ in pairs]
+            event_ids = list(dict.fromkeys(event_id for event_id, _ in pairs))
             try:
                 self.source.commit([handle for _, handle in pairs])
             except Exception:

@@ -35,6 +35,25 @@ _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 RUN_TTL_SECONDS = 86_400
 _CHUNK = 500
 
+# Duplicate copies of one event are separate queue messages, each deleted only by its own latest
+# handle: keep the event's few most recent handles and commit them all (a stale one is ignored).
+MAX_HANDLES = 4
+_NOTE = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+local handles = {}
+if current then
+  local entry = cjson.decode(current)
+  for _, h in ipairs(entry.handles or {entry.handle}) do
+    if h ~= ARGV[2] then handles[#handles + 1] = h end
+  end
+end
+handles[#handles + 1] = ARGV[2]
+while #handles > tonumber(ARGV[5]) do table.remove(handles, 1) end
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(
+  {handle = ARGV[2], handles = handles, order_id = ARGV[3], state = ARGV[4]}))
+return #handles
+"""
+
 _CLAIM = """
 if ARGV[1] ~= '' then
   redis.call('SADD', KEYS[2], ARGV[1])
@@ -148,6 +167,7 @@ class FeedBook:
         self._committable = f"{prefix}feed:committable"
         self._committing = f"{prefix}feed:committing"
         self._poller = f"{prefix}feed:poller"
+        self._note = redis.register_script(_NOTE)
         self._claim = redis.register_script(_CLAIM)
         self._start = redis.register_script(_START)
         self._finish = redis.register_script(_FINISH)
@@ -166,9 +186,8 @@ class FeedBook:
         return f"{self.prefix}feed:run:{_name(run_id, 'run id')}"
 
     def note_delivery(self, event_id: str, handle: str, order_id: str, state: str) -> None:
-        """Remember a delivered event; a redelivery overwrites the handle with its new one."""
-        entry = json.dumps({"handle": handle, "order_id": order_id, "state": state})
-        self.redis.hset(self._inflight, event_id, entry)
+        """Remember a delivered event with its latest handle (and a few before it, for copies)."""
+        self._note(keys=[self._inflight], args=[event_id, handle, order_id, state, MAX_HANDLES])
 
     def claim(self, work: str, order_id: str, event_id: str | None) -> bool:
         """Let the event wait on (work, order); True when a new run must be enqueued.
@@ -208,7 +227,8 @@ class FeedBook:
             self.redis.sadd(self._committable, *chunk)
 
     def take_commit_batch(self, limit: int = 100) -> list[tuple[str, str]]:
-        """Pop up to ``limit`` committable events as (event id, latest handle) pairs.
+        """Pop up to ``limit`` committable events as (event id, handle) pairs: the latest handle
+        of each, and of each duplicate copy the feed delivered (one pair per handle).
 
         Events no longer in flight (committed already, or Redis was wiped) are skipped.
         """
@@ -216,7 +236,12 @@ class FeedBook:
             return []
         keys = [self._committable, self._inflight, self._committing]
         flat: Any = self._take(keys=keys, args=[limit, RUN_TTL_SECONDS * 1000])
-        return [(flat[i], str(json.loads(flat[i + 1])["handle"])) for i in range(0, len(flat), 2)]
+        pairs: list[tuple[str, str]] = []
+        for i in range(0, len(flat), 2):
+            entry = json.loads(flat[i + 1])
+            for handle in entry.get("handles") or [entry["handle"]]:
+                pairs.append((flat[i], str(handle)))
+        return pairs
 
     def committed(self, event_ids: Iterable[str]) -> None:
         """VTEX accepted the commit: forget the events (unless redelivered meanwhile)."""
