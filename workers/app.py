@@ -23,21 +23,22 @@ from kombu import Queue  # type: ignore[attr-defined]
 
 from workers.settings import Settings, SettingsError, get_settings
 
-# A message not acknowledged within this many seconds is delivered again by the Redis transport.
-VISIBILITY_TIMEOUT = 900
-TASK_TIME_LIMIT = 300  # hard limit, below the visibility timeout
-TASK_SOFT_TIME_LIMIT = 240
-MAX_COUNTDOWN = 600  # retries never wait longer than the visibility timeout allows
+_settings: Settings | None
+try:
+    _settings = get_settings()
+except SettingsError:
+    _settings = None
+
+# A message not acknowledged within this many seconds is delivered again by the Redis transport
+# (BROKER_VISIBILITY_TIMEOUT). Task time limits stay below it (TASK_TIME_LIMIT), and no retry
+# waits longer than two thirds of it, so a countdown never outlives its message's visibility.
+VISIBILITY_TIMEOUT = _settings.broker_visibility_timeout if _settings else 900
+TASK_TIME_LIMIT = _settings.task_time_limit if _settings else 300
+TASK_SOFT_TIME_LIMIT = max(1, TASK_TIME_LIMIT * 4 // 5)
+MAX_COUNTDOWN = max(1, min(600, VISIBILITY_TIMEOUT * 2 // 3))
 
 FEED_QUEUE = "feed"
 ORDERS_QUEUE = "orders"
-
-
-def _settings_or_none() -> Settings | None:
-    try:
-        return get_settings()
-    except SettingsError:
-        return None
 
 
 def _broker_url(settings: Settings | None) -> str:
@@ -65,7 +66,7 @@ def beat_schedule(settings: Settings | None) -> dict[str, Any]:
 
 
 def make_app() -> Celery:
-    settings = _settings_or_none()
+    settings = _settings
     app = Celery("vtexbridge", include=["tasks.orders", "tasks.feed", "tasks.maintenance"])
     app.conf.update(
         broker_url=_broker_url(settings),

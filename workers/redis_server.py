@@ -109,6 +109,25 @@ class EmbeddedRedis:
         if not keep_data:
             shutil.rmtree(self.dir, ignore_errors=True)
 
+    def restart(self, *, wipe: bool = False) -> None:
+        """Stop and start again on the same port: with its data when persistent, or empty
+        (``wipe``, or no persistence: what a crash of a cache-only Redis looks like)."""
+        self.stop(keep_data=True)
+        if wipe or not self.persistence:
+            for leftover in self.dir.iterdir():
+                if leftover.is_dir():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    leftover.unlink(missing_ok=True)
+        self.start()
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, nothing written."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = None
+
     def __enter__(self) -> EmbeddedRedis:
         return self.start()
 

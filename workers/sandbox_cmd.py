@@ -108,6 +108,12 @@ def add_parser(commands: Any) -> None:
     )
     p.add_argument("--split", type=share, default=0.3, help="share of orders with two sellers")
     p.add_argument(
+        "--shuffle-window",
+        type=int,
+        default=20,
+        help="feed items are delivered in random order within this many (default 20)",
+    )
+    p.add_argument(
         "--start",
         choices=("on-config", "now"),
         default="on-config",
@@ -126,6 +132,7 @@ def config_from(args: argparse.Namespace) -> SandboxConfig:
         erp=ErpTimings(),
         duplicate_share=args.duplicates,
         partial_share=args.partial,
+        shuffle_window=max(1, args.shuffle_window),
         start_on_config=args.start == "on-config",
     )
 

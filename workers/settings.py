@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     redelivery_limit: int = Field(default=3, ge=1)
     sweep_interval: float = Field(default=60.0, gt=0)
     preship_interval: float = Field(default=5.0, gt=0)
+    broker_visibility_timeout: int = Field(default=900, ge=1)
+    task_time_limit: int = Field(default=300, ge=1)
     http_connect_timeout: float = Field(default=3.05, gt=0)
     http_read_timeout: float = Field(default=10.0, gt=0)
 

@@ -36,11 +36,14 @@ class StackConfig:
     time_scale: float = 120.0
     faults: str = ""
     duplicates: float = 0.10
+    partial: float = 0.10
+    shuffle_window: int = 20
     split: float = 0.3
     flower: bool = True
     flower_port: int = 5555
     beats: int = 1
     redis_url: str | None = None
+    persistence: bool = False  # the embedded Redis keeps its data across restarts
     extra_env: dict[str, str] = field(default_factory=dict)
     log_dir: Path | None = None
 
@@ -68,6 +71,9 @@ class Stack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.redis: EmbeddedRedis | None = None
         self.redis_url = config.redis_url or ""
+        self.worker_redis_url = (
+            ""  # what the bridge's processes use (a proxy, say); default: redis_url
+        )
         self.children: list[Child] = []
         self.banner: dict[str, Any] = {}
         self.env: dict[str, str] = {}
@@ -76,10 +82,15 @@ class Stack:
 
     # -- start ------------------------------------------------------------------------------
 
-    def start(self) -> Stack:
+    def start_redis(self) -> str:
+        """Redis from the configuration, else an embedded server (started once)."""
         if not self.redis_url:
-            self.redis = EmbeddedRedis().start()
+            self.redis = EmbeddedRedis(persistence=self.config.persistence).start()
             self.redis_url = self.redis.url
+        return self.redis_url
+
+    def start(self) -> Stack:
+        self.start_redis()
         self._start_sandbox()
         self.env = self.bridge_env()
         for n in range(self.config.workers):
@@ -138,7 +149,7 @@ class Stack:
             VTEX_APP_TOKEN=b["app_token"],
             ERP_BASE_URL=b["erp_url"],
             ERP_TOKEN=b["erp_token"],
-            REDIS_URL=self.redis_url,
+            REDIS_URL=self.worker_redis_url or self.redis_url,
             KEY_PREFIX=f"vtexbridge:{uuid.uuid4().hex[:8]}:",
             POLL_INTERVAL="1",
             SWEEP_INTERVAL="5",
@@ -171,6 +182,10 @@ class Stack:
             str(c.time_scale),
             "--duplicates",
             str(c.duplicates),
+            "--partial",
+            str(c.partial),
+            "--shuffle-window",
+            str(c.shuffle_window),
             "--split",
             str(c.split),
         ]
@@ -213,6 +228,20 @@ class Stack:
 
     def dead(self) -> list[str]:
         return [c.name for c in self.children if not c.alive()]
+
+    def workers(self) -> list[Child]:
+        return [c for c in self.children if c.name.startswith("worker-") and c.alive()]
+
+    def supervise(self) -> list[str]:
+        """Restart every bridge process that died (a supervisor's job); returns their names."""
+        restarted = []
+        for child in list(self.children):
+            if child.name != "sandbox" and not child.alive():
+                self.children.remove(child)
+                child.log.close()
+                self.spawn(child.name, child.args)
+                restarted.append(child.name)
+        return restarted
 
     def wait_settled(
         self, deadline: float, on_progress: Any = None, every: float = 2.0
@@ -263,3 +292,12 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def pool_children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (a Celery worker's pool), from /proc."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
