@@ -38,11 +38,11 @@ def ensure_feed_config(force: bool = False) -> str:
     return "present"
 
 
-def orders_queue_depth() -> int:
+def orders_queue_depth(broker_url: str | None = None) -> int:
     """Messages waiting in the order work queue (Redis or RabbitMQ); 0 when it does not exist
     yet (the Redis transport answers a passive declare of an empty queue with 404)."""
     try:
-        with app.connection_for_read() as conn:
+        with app.connection_for_read(broker_url) as conn:
             declared = conn.default_channel.queue_declare(queue=ORDERS_QUEUE, passive=True)
             return int(declared.message_count)
     except ChannelError:
