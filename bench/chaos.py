@@ -199,8 +199,8 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "kill-children",
             "SIGKILL pool children mid-task; poison work to quarantine",
-            monkeys=(kill_children(0.7),),
-            env={"REDELIVERY_LIMIT": "1"},
+            monkeys=(kill_children(1.5),),
+            env={"REDELIVERY_LIMIT": "2"},
         ),
         Scenario(
             "pause-worker",
