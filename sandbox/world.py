@@ -358,11 +358,6 @@ class World:
         with self.lock:
             order = self.order(order_id)
             now = self.now()
-            denied_before = any(
-                r.id == request_id and r.denied_by_seller for r in order.cancellation_requests
-            )
-            if denied_before:
-                self.ledger.record("vtex.deny", order_id, iso(now), key=request_id)
             self.flow.deny(order, request_id, reason, now)
             self.ledger.record("vtex.deny", order_id, iso(now), key=request_id)
 

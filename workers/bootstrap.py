@@ -94,7 +94,7 @@ def build(settings: Settings) -> Container:
         ledger=Ledger(client, prefix),
         budget=budget,
         redeliveries=RedeliveryCounter(client, prefix),
-        feedbook=FeedBook(client, prefix, pending_ttl=float(settings.feed_visibility_timeout)),
+        feedbook=FeedBook(client, prefix, pending_ttl=settings.pending_ttl),
         quarantine=Quarantine(client, prefix),
         history=History(client, prefix),
     )

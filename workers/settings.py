@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     feed_statuses: StatusList = list(DEFAULT_FEED_STATUSES)
     feed_visibility_timeout: int = Field(default=120, ge=10, le=43_200)
     feed_time_budget: float = Field(default=20.0, gt=0)
+    # How long a queued run of order work stands for its order before a new event, or the
+    # sweeper, may enqueue another (a run the broker lost is replaced after this).
+    pending_ttl: float = Field(default=20.0, gt=0)
     queue_depth_limit: int = Field(default=1000, ge=1)
     cancellation_request_statuses: StatusList = list(DEFAULT_REQUEST_STATUSES)
     # Work.

@@ -27,7 +27,7 @@ from bridge.domain.actions import (
     StartHandling,
     StopInErp,
 )
-from bridge.domain.errors import ConflictError
+from bridge.domain.errors import AuthenticationError, ConflictError, PermanentError
 from bridge.domain.models import ErpOrder, VtexOrder
 from bridge.domain.ports import ErpPort, HistoryPort, Lease, LedgerPort, VtexPort
 
@@ -86,6 +86,7 @@ def run_work(work: str, order_id: str, ports: Ports, lease: Lease) -> Outcome:
     """Run one piece of order work under ``lease``; transient errors propagate for a retry."""
     decide = DECIDERS[work]
     outcome = Outcome(work, order_id)
+    refused: dict[str, PermanentError] = {}
     try:
         for _ in range(MAX_REDECIDES):
             order = ports.vtex.get_order(order_id)
@@ -94,8 +95,13 @@ def run_work(work: str, order_id: str, ports: Ports, lease: Lease) -> Outcome:
             decision = decide(order, erp, done, ports.request_statuses)
             outcome.status = order.status
             outcome.decisions.append(decision.reason)
+            current = ""
             try:
                 for action in decision.actions:
+                    current = action.key
+                    if current in refused:
+                        # Refused once and still called for after a fresh read: it stands.
+                        raise refused[current]
                     lease.ensure()
                     if _apply(action, order, ports):
                         outcome.effects.append(action.key)
@@ -106,6 +112,14 @@ def run_work(work: str, order_id: str, ports: Ports, lease: Lease) -> Outcome:
                 # The world moved between our read and our act: read again and decide afresh.
                 log.info("order %s: %s conflicted (%s); deciding again", order_id, work, exc)
                 outcome.decisions.append(f"conflict: {exc}")
+                continue
+            except PermanentError as exc:
+                if isinstance(exc, AuthenticationError) or current in refused:
+                    raise
+                # A refusal may mean someone else did it meanwhile (a run whose lease expired
+                # under a paused worker, say): read again; if it is still needed, it stands.
+                refused[current] = exc
+                outcome.decisions.append(f"refused: {exc}")
                 continue
             return outcome
         raise ConflictError(f"order {order_id}: {work} kept conflicting with the order's state")

@@ -15,6 +15,7 @@ from bridge.domain.errors import (
     BridgeError,
     ConflictError,
     NotFoundError,
+    PermanentError,
     StaleLockError,
     TransientError,
 )
@@ -504,3 +505,38 @@ def test_the_outcome_reads_as_json_for_operators() -> None:
         "alreadyDone": [],
     }
     assert shown["decisions"][0]
+
+
+def test_a_denial_refused_because_another_run_already_sent_it_ends_quietly() -> None:
+    # given a request to deny, which a worker whose lease expired denies in the meantime
+    oid = new_order_id()
+    world = World(requested(oid), erp_order("dispatched", order_id=oid, released=True))
+    request_id = world.vtex.order(oid).cancellation_requests[0].id
+
+    def stale_worker_denies() -> None:
+        raw = world.vtex.orders[oid]
+        raw["cancellationRequests"][0]["deniedBySeller"] = True
+        raw["status"] = HANDLING
+
+    world.vtex.when_called("deny_cancellation", stale_worker_denies)
+    # when this run's own denial is refused
+    outcome = world.run("cancel-check")
+    # then it reads again, finds the request answered, and ends without an error
+    assert world.vtex.count("deny_cancellation") == 1
+    assert outcome.effects == []
+    assert any(d.startswith("refused:") for d in outcome.decisions)
+    assert f"vtex.deny:{request_id}" not in world.recorded()
+
+
+def test_a_refusal_that_still_stands_after_a_fresh_read_is_raised() -> None:
+    # given an invoice VTEX refuses for a reason that does not go away
+    oid = new_order_id()
+    world = World(
+        vtex_order(HANDLING, order_id=oid),
+        erp_order("packed", order_id=oid, invoices=[nf(oid)]),
+    )
+    world.vtex.fail_next("post_invoice", PermanentError("invoice refused"), times=5)
+    # when the invoices are synced, then the refusal propagates (to quarantine), tried twice
+    with pytest.raises(PermanentError, match="invoice refused"):
+        world.run("invoice")
+    assert world.vtex.count("post_invoice") <= 2

@@ -255,7 +255,7 @@ def test_a_seller_cancel_of_an_order_the_shopper_cancelled_is_an_effect_repeated
     assert violations(world) == [("effect-repeated", order_id)]
 
 
-def test_denying_an_already_denied_request_is_a_violation_and_refused() -> None:
+def test_denying_an_already_denied_request_is_refused_and_not_an_effect() -> None:
     # given a shopper's request the seller denied
     world = make_world()
     order_id = ready_order(world)
@@ -267,9 +267,10 @@ def test_denying_an_already_denied_request_is_a_violation_and_refused() -> None:
     # when the seller denies it again
     with pytest.raises(OmsError) as refused:
         world.deny(order_id, request_id, "already packed")
-    # then VTEX refuses it and the checker reports the repeat
+    # then VTEX refuses it: like a second start-handling, a refused call is no second effect
     assert refused.value.status == 400
-    assert violations(world) == [("effect-repeated", order_id)]
+    assert violations(world) == []
+    assert world.ledger.times("vtex.deny", order_id, request_id) == 1
     assert world.order(order_id).status == HANDLING
 
 
