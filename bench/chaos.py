@@ -156,6 +156,10 @@ def break_network(every: float) -> Monkey:
 
 # -- the scenarios ----------------------------------------------------------------------------
 
+# While processes die or Redis is away, recovery takes one reconnection, a pending run's expiry
+# (PENDING_TTL) and a sweep: these scenarios give orders a two-hour handling deadline (60 s at
+# 120x) instead of one hour.
+RECOVERY = {"ready_deadline": 7200.0}
 API_FAULTS = "vtex:429=4%,500=3%,drop=2%,retry-after=1;erp:500=3%,drop=2%"
 SLOW_WORK_FAULTS = "erp_import:latency=5000ms,jitter=1000ms;erp_release:latency=5000ms"
 SLOW_WORK_ENV = {"BROKER_VISIBILITY_TIMEOUT": "3", "TASK_TIME_LIMIT": "60"}
@@ -188,36 +192,44 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "duplicates",
             "heavy duplicate and reordered delivery",
-            config={"duplicates": 0.6, "partial": 0.3, "shuffle_window": 80},
+            config={
+                "duplicates": 0.6,
+                "partial": 0.3,
+                "shuffle_window": 80,
+            },
         ),
         Scenario(
             "kill-workers",
             "SIGKILL a random worker every few seconds; restarted",
             monkeys=(kill_workers(6.0),),
+            config=RECOVERY,
             supervise=True,
         ),
         Scenario(
             "kill-children",
             "SIGKILL pool children mid-task; poison work to quarantine",
             monkeys=(kill_children(1.5),),
+            config=RECOVERY,
             env={"REDELIVERY_LIMIT": "2"},
         ),
         Scenario(
             "pause-worker",
             "SIGSTOP a worker longer than the lock TTL, then SIGCONT",
             monkeys=(pause_worker(10.0, 8.0),),
+            config=RECOVERY,
             env={"LOCK_TTL": "3"},
         ),
         Scenario(
             "redis-restart",
             "restart Redis (persistence on) mid-run",
             monkeys=(restart_redis(25.0, wipe=False),),
-            config={"persistence": True},
+            config={**RECOVERY, "persistence": True},
         ),
         Scenario(
             "redis-wipe",
             "kill Redis without persistence and start it empty mid-run",
             monkeys=(restart_redis(30.0, wipe=True),),
+            config=RECOVERY,
         ),
         Scenario(
             "api-faults",
@@ -230,6 +242,7 @@ SCENARIOS: dict[str, Scenario] = {
             "network",
             "latency, black holes and resets between workers and Redis",
             monkeys=(break_network(4.0),),
+            config=RECOVERY,
             proxy=True,
         ),
         Scenario("two-beats", "two beat processes from the start", config={"beats": 2}),
@@ -252,6 +265,7 @@ SCENARIOS: dict[str, Scenario] = {
                 break_network(8.0),
             ),
             config={
+                **RECOVERY,
                 "duplicates": 0.4,
                 "partial": 0.2,
                 "shuffle_window": 60,

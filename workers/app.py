@@ -80,7 +80,13 @@ def make_app() -> Celery:
         worker_prefetch_multiplier=1,
         task_time_limit=TASK_TIME_LIMIT,
         task_soft_time_limit=TASK_SOFT_TIME_LIMIT,
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        broker_transport_options={
+            "visibility_timeout": VISIBILITY_TIMEOUT,
+            # Reconnect quickly after a broker restart (kombu's default backs off to 30 s).
+            "interval_start": 0,
+            "interval_step": 0.5,
+            "interval_max": 2,
+        },
         result_backend_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # reconnect forever

@@ -108,6 +108,18 @@ def add_parser(commands: Any) -> None:
     )
     p.add_argument("--split", type=share, default=0.3, help="share of orders with two sellers")
     p.add_argument(
+        "--ready-deadline",
+        type=float,
+        default=3600.0,
+        help="store seconds an order may sit in ready-for-handling (default 3600)",
+    )
+    p.add_argument(
+        "--request-deadline",
+        type=float,
+        default=7200.0,
+        help="store seconds a cancellation request may wait for an answer (default 7200)",
+    )
+    p.add_argument(
         "--shuffle-window",
         type=int,
         default=20,
@@ -133,6 +145,8 @@ def config_from(args: argparse.Namespace) -> SandboxConfig:
         duplicate_share=args.duplicates,
         partial_share=args.partial,
         shuffle_window=max(1, args.shuffle_window),
+        ready_deadline=args.ready_deadline,
+        request_deadline=args.request_deadline,
         start_on_config=args.start == "on-config",
     )
 

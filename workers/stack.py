@@ -38,6 +38,7 @@ class StackConfig:
     duplicates: float = 0.10
     partial: float = 0.10
     shuffle_window: int = 20
+    ready_deadline: float = 3600.0  # store seconds; the sandbox flags orders stuck longer
     split: float = 0.3
     flower: bool = True
     flower_port: int = 5555
@@ -187,6 +188,8 @@ class Stack:
             str(c.partial),
             "--shuffle-window",
             str(c.shuffle_window),
+            "--ready-deadline",
+            str(c.ready_deadline),
             "--split",
             str(c.split),
         ]
