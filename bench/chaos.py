@@ -154,6 +154,77 @@ def break_network(every: float) -> Monkey:
     return heal
 
 
+def poison(seconds: float = 12.0, duration: float = 60.0) -> Monkey:
+    """Poison work: one order's Get order is made slow, and every run on it is killed while it
+    runs (found with Celery's inspect), until the run reaches quarantine after the redelivery
+    limit instead of looping. Then the poison stops and the sweeper finishes the order."""
+
+    def act(chaos: Chaos, now: float) -> None:
+        stack = chaos.stack
+        state = chaos.state
+        if "poison" not in state:
+            from sandbox.scenario import order_id_for
+
+            order_id, _ = order_id_for(stack.config.seed, 1)
+            answer = stack.http.post(
+                f"{stack.banner['vtex_url']}/_sandbox/orders/{order_id}/slow",
+                json={"seconds": seconds, "for": duration},
+                headers=stack.vtex_headers,
+                timeout=5,
+            )
+            if answer.status_code != 200:
+                return  # not created yet: try again on the next tick
+            state["poison"] = order_id
+            state["poison-kills"] = 0
+            chaos.note(f"poison: Get order of {order_id} answers {seconds:.0f}s late")
+        if state.get("poison-done") or not chaos.every("poison-scan", 0.5, now):
+            return
+        order_id = state["poison"]
+        if quarantined_for(stack, order_id):
+            state["poison-done"] = True
+            chaos.note(f"poison: {order_id} quarantined after {state['poison-kills']} kills")
+            return
+        for pid in active_pids(chaos, order_id):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                state["poison-kills"] += 1
+                chaos.note(f"poison: SIGKILL pool child {pid} running {order_id}")
+
+    return act
+
+
+def active_pids(chaos: Chaos, order_id: str) -> list[int]:
+    """Pool processes running work for ``order_id`` now, as the workers report them."""
+    from celery import Celery
+
+    app = chaos.state.get("control-app")
+    if app is None:
+        app = Celery(broker=chaos.stack.redis_url)
+        chaos.state["control-app"] = app
+    active = app.control.inspect(timeout=0.5).active() or {}
+    return [
+        int(task["worker_pid"])
+        for tasks in active.values()
+        for task in tasks
+        if order_id in str(task.get("args")) and task.get("worker_pid")
+    ]
+
+
+def quarantined_for(stack: Stack, order_id: str) -> bool:
+    import redis as redis_client
+
+    from bridge.state.quarantine import Quarantine
+
+    client = redis_client.Redis.from_url(stack.redis_url, decode_responses=True)
+    try:
+        prefix = stack.env.get("KEY_PREFIX", "vtexbridge:")
+        return any(i.order_id == order_id for i in Quarantine(client, prefix).list(200))
+    except redis_client.RedisError:
+        return False
+    finally:
+        client.close()
+
+
 # -- the scenarios ----------------------------------------------------------------------------
 
 # While processes die or Redis is away, recovery takes one reconnection, a pending run's expiry
@@ -208,9 +279,11 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "kill-children",
             "SIGKILL pool children mid-task; poison work to quarantine",
-            monkeys=(kill_children(1.5),),
+            monkeys=(kill_children(1.5), poison()),
             config=RECOVERY,
             env={"REDELIVERY_LIMIT": "2"},
+            # A pool child killed while the pool starts takes its worker down: restart it.
+            supervise=True,
         ),
         Scenario(
             "pause-worker",

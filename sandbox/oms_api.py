@@ -246,6 +246,9 @@ def routes(world: World) -> Router:
     # -- orders ----------------------------------------------------------------------------
 
     def get_order(request: Request) -> Response:
+        delay = world.read_delay(request.params["orderId"])
+        if delay:
+            time.sleep(delay)  # an order made slow on purpose (POST /_sandbox/orders/{id}/slow)
         return Response.json(world.read_order(request.params["orderId"]))
 
     def list_orders(request: Request) -> Response:
@@ -378,6 +381,23 @@ def routes(world: World) -> Router:
     r.add("POST", "/_sandbox/start", "start", start)
     r.add("POST", "/_sandbox/clock", "clock", clock)
     r.add("POST", "/_sandbox/orders/{orderId}/shopper-cancel", "shopper_cancel", shopper_cancel)
+
+    def slow(request: Request) -> Response:
+        body = request.json()
+        seconds = body.get("seconds") if isinstance(body, dict) else None
+        duration = body.get("for") if isinstance(body, dict) else None
+        numbers = (seconds, duration)
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in numbers):
+            raise bad_request('body must be {"seconds": N, "for": N}')
+        if not (0 <= seconds <= 60 and 0 <= duration <= 3600):  # type: ignore[operator]
+            raise bad_request("seconds must be 0..60 and for 0..3600")
+        try:
+            world.slow_down(request.params["orderId"], float(seconds), float(duration))  # type: ignore[arg-type]
+        except OmsError as exc:
+            raise HttpError(exc.status, exc.body()) from None
+        return Response.json({"orderId": request.params["orderId"], "seconds": seconds})
+
+    r.add("POST", "/_sandbox/orders/{orderId}/slow", "slow", slow)
     r.add("GET", "/_sandbox/ledger", "ledger", ledger)
     return r
 

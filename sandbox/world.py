@@ -105,6 +105,7 @@ class World:
         self._request_seq = 0
         self._last_tick = 0.0
         self.last_shopper_result = ""
+        self.slow_orders: dict[str, tuple[float, float]] = {}
 
     # -- time -------------------------------------------------------------------------------
 
@@ -171,6 +172,19 @@ class World:
             what = self.flow.shopper_cancels(self.orders[order_id], reason, request_id, now)
             self.events[f"shopper.{what}"] += 1
             self.last_shopper_result = what
+
+    def slow_down(self, order_id: str, seconds: float, duration: float) -> None:
+        """For ``duration`` real seconds, Get order of this order answers ``seconds`` late: work
+        on it outlasts whatever kills workers (the chaos suite's poison)."""
+        with self.lock:
+            self.order(order_id)
+            self.slow_orders[order_id] = (seconds, self.clock.real() + duration)
+
+    def read_delay(self, order_id: str) -> float:
+        slow = self.slow_orders.get(order_id)
+        if slow is None or self.clock.real() >= slow[1]:
+            return 0.0
+        return slow[0]
 
     def shopper_cancel(self, order_id: str, reason: str) -> str:
         """A shopper asks to cancel now (outside the plan): canceled, requested or ignored."""

@@ -67,45 +67,45 @@ def run_order_task(task: Task, work: str, order_id: Any, manual: bool) -> dict[s
         log.error("order %s: %s quarantined (%s)", order_id, work, reason, extra=context)
         return {"work": work, "orderId": order_id, "quarantined": item, "reason": reason}
 
-    delivery = f"{run_id}:{retries}"
-    deliveries = c.redeliveries.bump(delivery)
-    if deliveries > c.settings.redelivery_limit:
+    # Counted per message, its retries included; every normal end settles its own count, so
+    # what accumulates are the deliveries whose worker died under them.
+    deliveries = c.redeliveries.bump(run_id)
+    try:
+        if deliveries > c.settings.redelivery_limit:
+            if not manual:
+                c.feedbook.start(work, order_id, run_id)
+            return give_up(f"its worker was lost {deliveries - 1} times while running it")
         if not manual:
             c.feedbook.start(work, order_id, run_id)
-        return give_up(f"its worker was lost {deliveries - 1} times while running it")
-    if not manual:
-        c.feedbook.start(work, order_id, run_id)
-    try:
-        with c.locks.hold(order_id) as lease:
-            outcome = run_work(work, order_id, c.ports, lease)
-    except LockBusy as exc:
-        c.redeliveries.clear(delivery)
-        raise task.retry(
-            countdown=backoff(0, exc.retry_after), max_retries=LOCK_BUSY_RETRIES
-        ) from None
-    except StaleLockError:
-        # Our lease expired under us and another run holds the order: run again, re-checking.
-        c.redeliveries.clear(delivery)
-        raise task.retry(countdown=backoff(0, 1.0), max_retries=LOCK_BUSY_RETRIES) from None
-    except TransientError as exc:
-        c.redeliveries.clear(delivery)
-        if retries >= c.settings.max_retries:
-            return give_up(f"still failing after {retries + 1} attempts: {exc}")
-        log.info("order %s: %s will retry (%s)", order_id, work, exc, extra=context)
-        raise task.retry(
-            countdown=backoff(retries, exc.retry_after), max_retries=c.settings.max_retries
-        ) from None
-    except PermanentError as exc:
-        c.redeliveries.clear(delivery)
-        return give_up(str(exc))
-    except Exception as exc:
-        # Not an error we know: retry it like a transient one, then quarantine, never loop.
-        c.redeliveries.clear(delivery)
-        log.exception("order %s: %s failed unexpectedly", order_id, work, extra=context)
-        if retries >= c.settings.max_retries:
-            return give_up(f"unexpected {type(exc).__name__} after {retries + 1} attempts")
-        raise task.retry(countdown=backoff(retries), max_retries=c.settings.max_retries) from None
-    c.redeliveries.clear(delivery)
+        try:
+            with c.locks.hold(order_id) as lease:
+                outcome = run_work(work, order_id, c.ports, lease)
+        except LockBusy as exc:
+            raise task.retry(
+                countdown=backoff(0, exc.retry_after), max_retries=LOCK_BUSY_RETRIES
+            ) from None
+        except StaleLockError:
+            # Our lease expired under us and another run holds the order: run again.
+            raise task.retry(countdown=backoff(0, 1.0), max_retries=LOCK_BUSY_RETRIES) from None
+        except TransientError as exc:
+            if retries >= c.settings.max_retries:
+                return give_up(f"still failing after {retries + 1} attempts: {exc}")
+            log.info("order %s: %s will retry (%s)", order_id, work, exc, extra=context)
+            raise task.retry(
+                countdown=backoff(retries, exc.retry_after), max_retries=c.settings.max_retries
+            ) from None
+        except PermanentError as exc:
+            return give_up(str(exc))
+        except Exception as exc:
+            # Not an error we know: retry it like a transient one, then quarantine, never loop.
+            log.exception("order %s: %s failed unexpectedly", order_id, work, extra=context)
+            if retries >= c.settings.max_retries:
+                return give_up(f"unexpected {type(exc).__name__} after {retries + 1} attempts")
+            raise task.retry(
+                countdown=backoff(retries), max_retries=c.settings.max_retries
+            ) from None
+    finally:
+        c.redeliveries.settle(run_id)
     if not manual:
         c.feedbook.finish(run_id)
     log.info(

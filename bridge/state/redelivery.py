@@ -40,6 +40,14 @@ class RedeliveryCounter:
         count, _ = pipe.execute()
         return int(count)
 
+    def settle(self, delivery_id: str) -> None:
+        """Undo this delivery's bump: it ended normally (done, retried, quarantined). What stays
+        counted are the deliveries whose worker died under them."""
+        key = self._key(delivery_id)
+        left: Any = self.redis.decr(key)
+        if int(left) <= 0:
+            self.redis.delete(key)
+
     def clear(self, delivery_id: str) -> None:
         """Forget the message: it finished (or went to quarantine)."""
         self.redis.delete(self._key(delivery_id))

@@ -461,6 +461,40 @@ def test_the_manual_task_path_runs_while_feed_work_is_pending(
     assert effect_count(box, "vtex.start_handling", order_id) == 1
 
 
+def test_a_run_whose_worker_died_under_it_too_often_goes_to_quarantine(
+    task_container: tuple[SandboxClient, Any],
+) -> None:
+    # given a message whose worker was killed under it twice (it bumped its count and never
+    # settled), on deliveries that were retries of one another
+    from tasks.runner import run_order_task
+
+    box, container = task_container
+    (order_id,) = box.order_ids()
+    container.redeliveries.bump("poison-1")
+    container.redeliveries.bump("poison-1")
+    task = FakeTask("poison-1")
+    task.request.retries = 3
+    # when it is delivered again (REDELIVERY_LIMIT is 3 by default: this is the fourth)
+    container.redeliveries.bump("poison-1")
+    outcome = run_order_task(task, "accept", order_id, False)
+    # then the next delivery is not run but quarantined, with the reason
+    assert "its worker was lost" in outcome["reason"]
+    assert effect_count(box, "erp.import", order_id) == 0
+    assert any(i.order_id == order_id for i in container.quarantine.list())
+    assert container.redeliveries.count("poison-1") == 3
+
+
+def test_runs_that_end_normally_leave_no_count_behind(
+    task_container: tuple[SandboxClient, Any],
+) -> None:
+    from tasks.runner import run_order_task
+
+    box, container = task_container
+    (order_id,) = box.order_ids()
+    run_order_task(FakeTask("normal-1"), "accept", order_id, True)
+    assert container.redeliveries.count("normal-1") == 0
+
+
 class FakeTask:
     """What the runner reads of a bound Celery task: its request, and retry (never expected)."""
 

@@ -147,3 +147,18 @@ def test_the_redelivery_counter_counts_clears_and_expires(
     assert counter.count(delivery_id) == 0
     with pytest.raises(ValueError):
         counter.bump("no spaces or * please")
+
+
+def test_the_redelivery_counter_keeps_only_the_deliveries_that_never_settled(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    counter = RedeliveryCounter(redis_client, key_prefix)
+    counter.bump("msg-1")  # a delivery whose worker died: never settled
+    counter.bump("msg-1")  # a delivery that ended normally (a retry, say)
+    counter.settle("msg-1")
+    assert counter.count("msg-1") == 1
+    counter.bump("msg-1")
+    counter.settle("msg-1")
+    assert counter.count("msg-1") == 1
+    counter.settle("msg-1")
+    assert counter.count("msg-1") == 0
