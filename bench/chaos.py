@@ -461,13 +461,10 @@ def run(scenario: Scenario, seed: int, orders: int, *, progress: bool = False) -
         last_print = 0.0
         while time.monotonic() - started < scenario.deadline:
             now = time.monotonic() - started
-            if not report["settled"]:
-                for monkey in scenario.monkeys:
-                    monkey(chaos, now)
-            elif chaos.paused or chaos.state.get("network-heal"):
-                pass
-            else:
+            if report["settled"]:
                 break
+            for monkey in scenario.monkeys:
+                monkey(chaos, now)
             if scenario.supervise:
                 for name in stack.supervise():
                     chaos.note(f"supervisor restarted {name}")
