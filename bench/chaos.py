@@ -354,6 +354,7 @@ SCENARIOS: dict[str, Scenario] = {
         ),
     )
 }
+OBSERVE_AFTER = 5.0  # seconds of watching after the faults stop
 CI_SCENARIOS = ("duplicates", "kill-workers", "redis-wipe", "api-faults")
 
 # Effects the bridge causes (the ERP's own progress, picking/packing/dispatch, is not one).
@@ -487,6 +488,11 @@ def run(scenario: Scenario, seed: int, orders: int, *, progress: bool = False) -
         if chaos.proxy is not None:
             chaos.proxy.pass_through()
         drain = time.monotonic() - started
+        # Watch a little longer: a worker resumed just now must not do anything twice either.
+        watch_until = time.monotonic() + OBSERVE_AFTER
+        while time.monotonic() < watch_until:
+            time.sleep(0.5)
+            report = stack.report()
         settled = bool(report["settled"])
         quarantined = quarantine_count(stack)
     finally:
