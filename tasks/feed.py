@@ -10,6 +10,7 @@ from typing import Any
 
 from kombu.exceptions import ChannelError
 
+from bridge.domain.errors import BridgeError
 from bridge.domain.feed import FeedPoller
 from tasks.orders import CeleryDispatcher
 from workers import bootstrap
@@ -17,7 +18,12 @@ from workers.app import ORDERS_QUEUE, app
 
 log = logging.getLogger(__name__)
 
-_OWNER = f"{socket.gethostname()}:{os.getpid()}"
+
+def _owner() -> str:
+    """This pool process (the module is imported before the fork: compute it per call)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 _config_checked_at = 0.0
 CONFIG_CHECK_EVERY = 60.0
 
@@ -57,10 +63,14 @@ def poll() -> dict[str, Any]:
     """Drain the feed in batches of 10 until empty, out of time, or the workers fall behind."""
     c = bootstrap.container()
     budget = c.settings.feed_time_budget
-    if not c.feedbook.poller_lease(_OWNER, ttl=budget + 30):
+    if not c.feedbook.poller_lease(_owner(), ttl=budget + 30):
         return {"skipped": "another poller holds the lease"}
     try:
-        ensure_feed_config()
+        try:
+            ensure_feed_config()
+        except BridgeError as exc:
+            # Reading the feed may still work (or fail more clearly): do not stop at the check.
+            log.warning("could not check the feed configuration: %s", exc)
         started = time.monotonic()
         limit = c.settings.queue_depth_limit
         poller = FeedPoller(
@@ -75,7 +85,7 @@ def poll() -> dict[str, Any]:
             overloaded=lambda: orders_queue_depth() > limit,
         )
     finally:
-        c.feedbook.release_poller(_OWNER)
+        c.feedbook.release_poller(_owner())
     if report.items:
         log.info("feed: %s", report.to_json())
     return report.to_json()

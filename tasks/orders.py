@@ -15,27 +15,35 @@ from workers.app import app
 
 
 @app.task(name="bridge.accept_order", bind=True)
-def accept_order(self: Task, order_id: str, manual: bool = True) -> dict[str, Any]:
+def accept_order(
+    self: Task, order_id: str, manual: bool = True, failures: int = 0
+) -> dict[str, Any]:
     """``ready-for-handling``: the ERP imports the order, then VTEX start-handling (once)."""
-    return run_order_task(self, "accept", order_id, manual)
+    return run_order_task(self, "accept", order_id, manual, failures)
 
 
 @app.task(name="bridge.check_cancelation", bind=True)
-def check_cancelation(self: Task, order_id: str, manual: bool = True) -> dict[str, Any]:
+def check_cancelation(
+    self: Task, order_id: str, manual: bool = True, failures: int = 0
+) -> dict[str, Any]:
     """A cancellation requested or done: stop the ERP and confirm, or deny with the reason."""
-    return run_order_task(self, "cancel-check", order_id, manual)
+    return run_order_task(self, "cancel-check", order_id, manual, failures)
 
 
 @app.task(name="bridge.preship_recheck", bind=True)
-def preship_recheck(self: Task, order_id: str, manual: bool = True) -> dict[str, Any]:
+def preship_recheck(
+    self: Task, order_id: str, manual: bool = True, failures: int = 0
+) -> dict[str, Any]:
     """Just before shipping: hold a cancelled or contested order, else invoice and release."""
-    return run_order_task(self, "recheck", order_id, manual)
+    return run_order_task(self, "recheck", order_id, manual, failures)
 
 
 @app.task(name="bridge.sync_invoice", bind=True)
-def sync_invoice(self: Task, order_id: str, manual: bool = True) -> dict[str, Any]:
+def sync_invoice(
+    self: Task, order_id: str, manual: bool = True, failures: int = 0
+) -> dict[str, Any]:
     """Every ERP invoice on VTEX and every VTEX invoice in the ERP, once per number."""
-    return run_order_task(self, "invoice", order_id, manual)
+    return run_order_task(self, "invoice", order_id, manual, failures)
 
 
 TASK_FOR_WORK: dict[str, Any] = {

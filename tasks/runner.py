@@ -17,7 +17,12 @@ from typing import Any
 
 from celery import Task
 
-from bridge.domain.errors import PermanentError, StaleLockError, TransientError
+from bridge.domain.errors import (
+    AuthenticationError,
+    PermanentError,
+    StaleLockError,
+    TransientError,
+)
 from bridge.domain.models import ORDER_ID_PATTERN
 from bridge.domain.services import run_work
 from bridge.state.locks import LockBusy
@@ -26,7 +31,9 @@ from workers.app import MAX_COUNTDOWN
 
 log = logging.getLogger(__name__)
 
-LOCK_BUSY_RETRIES = 200  # waiting for another run on the same order is not a failure
+# Celery's own retry count includes waits for another run's lock, which are no failures: it
+# only guards against a loop; MAX_RETRIES bounds the failures (the ``failures`` argument).
+RETRY_CEILING = 500
 
 
 def backoff(retries: int, retry_after: float | None = None) -> float:
@@ -38,10 +45,14 @@ def backoff(retries: int, retry_after: float | None = None) -> float:
     return min(delay, float(MAX_COUNTDOWN))
 
 
-def run_order_task(task: Task, work: str, order_id: Any, manual: bool) -> dict[str, Any]:
+def run_order_task(
+    task: Task, work: str, order_id: Any, manual: bool, failures: int = 0
+) -> dict[str, Any]:
+    """Run one piece of order work. ``failures`` counts the transient failures so far (passed
+    along on retry): waiting for another run's lock is no failure and does not spend them."""
     c = bootstrap.container()
     run_id = str(task.request.id or uuid.uuid4())
-    retries = int(task.request.retries or 0)
+    retries = failures if isinstance(failures, int) and failures >= 0 else 0
     context = {"work": work, "order_id": order_id, "task_id": run_id, "attempt": retries + 1}
     if not isinstance(order_id, str) or re.fullmatch(ORDER_ID_PATTERN, order_id) is None:
         item = c.quarantine.put(
@@ -53,7 +64,13 @@ def run_order_task(task: Task, work: str, order_id: Any, manual: bool) -> dict[s
         log.warning("%s: argument is not an order id; quarantined as %s", work, item)
         return {"work": work, "quarantined": item, "reason": "argument is not an order id"}
 
-    def give_up(reason: str) -> dict[str, Any]:
+    def again(countdown: float, failed: bool) -> Exception:
+        """A retry of this run; ``failed`` when it counts as a transient failure."""
+        kwargs = {"manual": manual, "failures": retries + (1 if failed else 0)}
+        retry: Exception = task.retry(countdown=countdown, kwargs=kwargs, max_retries=RETRY_CEILING)
+        return retry
+
+    def give_up(reason: str, *, commit: bool = True) -> dict[str, Any]:
         item = c.quarantine.put(
             f"task:{work}",
             {"orderId": order_id, "taskId": run_id, "manual": manual},
@@ -62,7 +79,7 @@ def run_order_task(task: Task, work: str, order_id: Any, manual: bool) -> dict[s
             source="task",
         )
         c.history.add(order_id, {"work": work, "quarantined": item, "reason": reason})
-        if not manual:
+        if not manual and commit:
             c.feedbook.finish(run_id)
         log.error("order %s: %s quarantined (%s)", order_id, work, reason, extra=context)
         return {"work": work, "orderId": order_id, "quarantined": item, "reason": reason}
@@ -81,19 +98,22 @@ def run_order_task(task: Task, work: str, order_id: Any, manual: bool) -> dict[s
             with c.locks.hold(order_id) as lease:
                 outcome = run_work(work, order_id, c.ports, lease)
         except LockBusy as exc:
-            raise task.retry(
-                countdown=backoff(0, exc.retry_after), max_retries=LOCK_BUSY_RETRIES
-            ) from None
+            raise again(backoff(0, exc.retry_after), failed=False) from None
         except StaleLockError:
             # Our lease expired under us and another run holds the order: run again.
-            raise task.retry(countdown=backoff(0, 1.0), max_retries=LOCK_BUSY_RETRIES) from None
+            raise again(backoff(0, 1.0), failed=False) from None
         except TransientError as exc:
             if retries >= c.settings.max_retries:
                 return give_up(f"still failing after {retries + 1} attempts: {exc}")
             log.info("order %s: %s will retry (%s)", order_id, work, exc, extra=context)
-            raise task.retry(
-                countdown=backoff(retries, exc.retry_after), max_retries=c.settings.max_retries
-            ) from None
+            raise again(backoff(retries, exc.retry_after), failed=True) from None
+        except AuthenticationError as exc:
+            # Credentials refused: an operator must act. Wait long, and in the end keep the
+            # events uncommitted, so the work comes back once the configuration is fixed.
+            log.error("order %s: %s: %s", order_id, work, exc, extra=context)
+            if retries >= c.settings.max_retries:
+                return give_up(str(exc), commit=False)
+            raise again(float(MAX_COUNTDOWN), failed=True) from None
         except PermanentError as exc:
             return give_up(str(exc))
         except Exception as exc:
@@ -101,9 +121,7 @@ def run_order_task(task: Task, work: str, order_id: Any, manual: bool) -> dict[s
             log.exception("order %s: %s failed unexpectedly", order_id, work, extra=context)
             if retries >= c.settings.max_retries:
                 return give_up(f"unexpected {type(exc).__name__} after {retries + 1} attempts")
-            raise task.retry(
-                countdown=backoff(retries), max_retries=c.settings.max_retries
-            ) from None
+            raise again(backoff(retries), failed=True) from None
     finally:
         c.redeliveries.settle(run_id)
     if not manual:

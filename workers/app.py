@@ -13,6 +13,7 @@ beat starts, which stops with one line naming the variable when something is wro
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Any
@@ -30,12 +31,19 @@ except SettingsError:
     _settings = None
 
 # A message not acknowledged within this many seconds is delivered again by the Redis transport
-# (BROKER_VISIBILITY_TIMEOUT). Task time limits stay below it (TASK_TIME_LIMIT), and no retry
-# waits longer than two thirds of it, so a countdown never outlives its message's visibility.
+# (BROKER_VISIBILITY_TIMEOUT). Task time limits stay below it (TASK_TIME_LIMIT), and a retry
+# waits at most half of what is left, so a countdown and its run fit in the message's visibility.
 VISIBILITY_TIMEOUT = _settings.broker_visibility_timeout if _settings else 900
 TASK_TIME_LIMIT = _settings.task_time_limit if _settings else 300
 TASK_SOFT_TIME_LIMIT = max(1, TASK_TIME_LIMIT * 4 // 5)
-MAX_COUNTDOWN = max(1, min(600, VISIBILITY_TIMEOUT * 2 // 3))
+MAX_COUNTDOWN = max(1, min(600, (VISIBILITY_TIMEOUT - TASK_TIME_LIMIT) // 2))
+if TASK_TIME_LIMIT >= VISIBILITY_TIMEOUT:
+    logging.getLogger(__name__).warning(
+        "TASK_TIME_LIMIT (%ss) is not below BROKER_VISIBILITY_TIMEOUT (%ss): a task still "
+        "running is delivered again (the work stays idempotent, but runs twice)",
+        TASK_TIME_LIMIT,
+        VISIBILITY_TIMEOUT,
+    )
 
 FEED_QUEUE = "feed"
 ORDERS_QUEUE = "orders"
@@ -58,10 +66,23 @@ def beat_schedule(settings: Settings | None) -> dict[str, Any]:
     sweep = settings.sweep_interval if settings else 60.0
     preship = settings.preship_interval if settings else 5.0
     return {
-        "poll-feed": {"task": "bridge.feed.poll", "schedule": poll},
-        "sweep-ready-for-handling": {"task": "bridge.sweep", "schedule": sweep},
-        "scan-packed-shipments": {"task": "bridge.preship.scan", "schedule": preship},
-        "watch-feed-config": {"task": "bridge.feed.watchdog", "schedule": 60.0},
+        # Each expires after its own interval: a tick that waited that long is not worth running.
+        "poll-feed": {"task": "bridge.feed.poll", "schedule": poll, "options": {"expires": poll}},
+        "sweep-ready-for-handling": {
+            "task": "bridge.sweep",
+            "schedule": sweep,
+            "options": {"expires": sweep},
+        },
+        "scan-packed-shipments": {
+            "task": "bridge.preship.scan",
+            "schedule": preship,
+            "options": {"expires": preship},
+        },
+        "watch-feed-config": {
+            "task": "bridge.feed.watchdog",
+            "schedule": 60.0,
+            "options": {"expires": 60.0},
+        },
     }
 
 

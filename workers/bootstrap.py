@@ -7,7 +7,7 @@ line call it lazily. Nothing here runs at import time.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 
@@ -27,7 +27,7 @@ from workers.settings import Settings, get_settings
 
 @dataclass
 class Container:
-    settings: Settings
+    settings: Settings = field(repr=False)
     redis: redis.Redis
     vtex: VtexClient
     erp: ErpPort

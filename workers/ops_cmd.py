@@ -48,7 +48,7 @@ def run_quarantine(args: argparse.Namespace) -> int:
         for item in items:
             data = item.to_json()
             print(
-                f"{data['id']}  {data['kind']:<18} {data.get('orderId') or '-':<20} "
+                f"{data['id']}  {data['kind']:<18} {data.get('order_id') or '-':<20} "
                 f"{data['reason'][:80]}"
             )
         print(f"{c.quarantine.count()} item(s) in quarantine")
@@ -69,7 +69,7 @@ def run_quarantine(args: argparse.Namespace) -> int:
         print(f"dropped {args.item_id}")
         return 0
     work = WORK_OF_KIND.get(data["kind"])
-    order_id = data.get("orderId")
+    order_id = data.get("order_id")
     if work is None or not order_id:
         print(
             f"{data['kind']} items cannot be replayed: there is no work to run again "

@@ -51,8 +51,8 @@ class Settings(BaseSettings):
     erp_token: SecretStr = SecretStr("")
     erp_adapter: str = "bridge.erp.rest:RestErp"
     # Redis (state, and the broker unless BROKER_URL names another, e.g. RabbitMQ).
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    broker_url: str = ""
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", repr=False)  # may hold a password
+    broker_url: str = Field(default="", repr=False)
     key_prefix: str = "vtexbridge:"
     # The feed.
     poll_interval: float = Field(default=2.0, gt=0)

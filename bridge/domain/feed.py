@@ -121,7 +121,12 @@ class FeedPoller:
     ) -> PollReport:
         """Read batches until the feed is empty, time runs out, or workers fall behind."""
         report = PollReport()
-        report.committed += self.flush_commits()
+        try:
+            report.committed += self.flush_commits()
+        except TransientError as exc:
+            # A 429 pause or an outage: the events stay committable for the next poll.
+            report.stopped = f"commit unavailable: {type(exc).__name__}"
+            return report
         while True:
             if report.reads >= max_reads or out_of_time():
                 report.stopped = "time budget"

@@ -14,8 +14,9 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # VTEX order ids: a sequence part and a two-digit seller suffix, e.g. 1234567890123-01 or
-# v70530116str-01. Nothing else may travel into a URL path or a Redis key.
-ORDER_ID_PATTERN = r"^[A-Za-z0-9]{1,40}-[0-9]{2}$"
+# v70530116str-01, with a marketplace's prefix on some (SCP-880102018018-01). Nothing else may
+# travel into a URL path or a Redis key.
+ORDER_ID_PATTERN = r"^[A-Za-z0-9]{1,40}(?:-[A-Za-z0-9]{1,40}){0,2}-[0-9]{2}$"
 STATE_PATTERN = r"^[a-z][a-z0-9-]{0,63}$"
 EVENT_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 

@@ -234,11 +234,14 @@ def retry_after_seconds(value: str | None, *, now: float | None = None) -> float
     except ValueError:
         try:
             when = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return DEFAULT_RETRY_AFTER
         if when.tzinfo is None:  # an HTTP date is always GMT
             return DEFAULT_RETRY_AFTER
-        seconds = when.timestamp() - (time.time() if now is None else now)
+        try:
+            seconds = when.timestamp() - (time.time() if now is None else now)
+        except (OverflowError, OSError):
+            return DEFAULT_RETRY_AFTER
     if not math.isfinite(seconds):
         return DEFAULT_RETRY_AFTER
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)

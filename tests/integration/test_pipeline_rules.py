@@ -476,7 +476,7 @@ def test_a_run_whose_worker_died_under_it_too_often_goes_to_quarantine(
     task.request.retries = 3
     # when it is delivered again (REDELIVERY_LIMIT is 3 by default: this is the fourth)
     container.redeliveries.bump("poison-1")
-    outcome = run_order_task(task, "accept", order_id, False)
+    outcome = run_order_task(task, "accept", order_id, False, failures=1)
     # then the next delivery is not run but quarantined, with the reason
     assert "its worker was lost" in outcome["reason"]
     assert effect_count(box, "erp.import", order_id) == 0
@@ -493,6 +493,63 @@ def test_runs_that_end_normally_leave_no_count_behind(
     (order_id,) = box.order_ids()
     run_order_task(FakeTask("normal-1"), "accept", order_id, True)
     assert container.redeliveries.count("normal-1") == 0
+
+
+class Retried(Exception):
+    """What RecordingTask.retry returns (the runner raises it)."""
+
+    def __init__(self, kwargs: dict[str, Any]) -> None:
+        super().__init__("retry")
+        self.kwargs = kwargs
+
+
+class RecordingTask:
+    """A bound task whose retries are recorded instead of sent."""
+
+    def __init__(self, task_id: str) -> None:
+        self.request = SimpleNamespace(id=task_id, retries=0)
+
+    def retry(self, **kwargs: Any) -> Exception:
+        return Retried(kwargs)
+
+
+def test_waiting_for_another_runs_lock_spends_no_failure(
+    task_container: tuple[SandboxClient, Any],
+) -> None:
+    # given another run holding the order's lease, after two transient failures of this run
+    from tasks.runner import run_order_task
+
+    box, container = task_container
+    (order_id,) = box.order_ids()
+    other = container.locks.acquire(order_id)
+    assert other is not None
+    # when this run finds the lock busy
+    with pytest.raises(Retried) as retried:
+        run_order_task(RecordingTask("waiting-1"), "accept", order_id, False, failures=2)
+    other.release()
+    # then it waits and tries again, its failures unchanged
+    assert retried.value.kwargs["kwargs"] == {"manual": False, "failures": 2}
+    assert effect_count(box, "erp.import", order_id) == 0
+
+
+def test_refused_credentials_keep_the_events_uncommitted_when_the_run_gives_up(
+    task_container: tuple[SandboxClient, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given an ERP that refuses the bridge's token, and an event waiting on accept work
+    from bridge.erp.rest import RestErp
+    from tasks.runner import run_order_task
+
+    box, container = task_container
+    (order_id,) = box.order_ids()
+    monkeypatch.setattr(container, "erp", RestErp(box.erp_url, SecretStr("rotated-token")))
+    assert container.feedbook.claim("accept", order_id, "event-9")
+    # when the run fails on its last allowed attempt
+    failures = container.settings.max_retries
+    outcome = run_order_task(RecordingTask("auth-1"), "accept", order_id, False, failures)
+    # then it is quarantined, but its event is not committable: it comes back once fixed
+    assert "ERP_TOKEN" in outcome["reason"]
+    assert container.feedbook.committable() == 0
+    assert effect_count(box, "vtex.start_handling", order_id) == 0
 
 
 class FakeTask:
