@@ -44,14 +44,30 @@ def authenticate(world: World) -> Callable[[Request], Response | None]:
     return before
 
 
+WRITES = frozenset({"erp_import", "erp_cancel", "erp_hold", "erp_release", "erp_invoice"})
+
+
 def _erp_guarded(world: World, endpoint: str, handler: Handler) -> Handler:
     def run(request: Request) -> Response:
         try:
+            if endpoint in WRITES:
+                _check_fence(world, request)
             return handler(request)
         except ErpError as exc:
             raise HttpError(exc.status, exc.body()) from None
 
     return guarded(world, endpoint, run)
+
+
+def _check_fence(world: World, request: Request) -> None:
+    """The contract's fencing: a write carrying a token lower than the highest one seen for the
+    order comes from a holder whose lease expired, and is refused (409 stale-token)."""
+    raw = request.headers.get("x-fencing-token")
+    if raw is None:
+        return
+    if not raw.isdigit() or len(raw) > 30:
+        raise erp_error(400, "invalid", "X-Fencing-Token must be a non-negative integer")
+    world.erp_fence(request.params["orderId"], int(raw))
 
 
 def _is_int(value: object) -> TypeGuard[int]:

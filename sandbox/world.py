@@ -17,7 +17,7 @@ from typing import Any
 
 from sandbox import documents
 from sandbox.clock import StoreClock, iso
-from sandbox.erp import Erp, ErpInvoice, ErpTimings
+from sandbox.erp import Erp, ErpError, ErpInvoice, ErpTimings
 from sandbox.faults import FaultPlan
 from sandbox.feedqueue import FeedQueue
 from sandbox.ledger import Ledger
@@ -106,6 +106,7 @@ class World:
         self._last_tick = 0.0
         self.last_shopper_result = ""
         self.slow_orders: dict[str, tuple[float, float]] = {}
+        self.erp_fences: dict[str, int] = {}
 
     # -- time -------------------------------------------------------------------------------
 
@@ -411,6 +412,20 @@ class World:
 
     # -- the reference ERP ------------------------------------------------------------------
 
+    def erp_fence(self, order_id: str, token: int) -> None:
+        """Refuse a write whose fencing token is older than one already seen for the order."""
+        with self.lock:
+            highest = self.erp_fences.get(order_id, 0)
+            if token < highest:
+                self.events["erp.stale_writes_refused"] += 1
+                raise ErpError(
+                    409,
+                    "stale-token",
+                    f"order {order_id}: fencing token {token} is older than {highest}; "
+                    "another holder acts on this order now",
+                )
+            self.erp_fences[order_id] = token
+
     def erp_import(self, order_id: str, items: list[dict[str, Any]]) -> bool:
         with self.lock:
             now = self.now()
@@ -565,6 +580,7 @@ class World:
                     "in_flight": stats.in_flight,
                     "expired": stats.expired,
                     "hook_notifications": self.events["hook_notifications"],
+                    "erp_stale_writes_refused": self.events["erp.stale_writes_refused"],
                 },
                 "effects": dict(sorted(self.ledger.effects.items())),
                 "faults": {

@@ -28,6 +28,7 @@ from bridge.domain.actions import (
     StopInErp,
 )
 from bridge.domain.errors import AuthenticationError, ConflictError, PermanentError
+from bridge.domain.fencing import fenced
 from bridge.domain.models import ErpOrder, VtexOrder
 from bridge.domain.ports import ErpPort, HistoryPort, Lease, LedgerPort, VtexPort
 
@@ -103,7 +104,9 @@ def run_work(work: str, order_id: str, ports: Ports, lease: Lease) -> Outcome:
                         # Refused once and still called for after a fresh read: it stands.
                         raise refused[current]
                     lease.ensure()
-                    if _apply(action, order, ports):
+                    with fenced(order_id, lease.token):
+                        applied = _apply(action, order, ports)
+                    if applied:
                         outcome.effects.append(action.key)
                     else:
                         outcome.already_done.append(action.key)

@@ -16,6 +16,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import requests
 from pydantic import SecretStr, ValidationError
 
+from bridge.domain.fencing import token_for
 from bridge.domain.models import ORDER_ID_PATTERN, ErpOrder, Invoice, VtexOrder
 from bridge.erp.errors import ErpBadResponse, ErpTransientError, error_for
 from bridge.erp.loader import ErpConfig
@@ -23,6 +24,7 @@ from bridge.erp.loader import ErpConfig
 log = logging.getLogger(__name__)
 
 _ORDER_ID = re.compile(ORDER_ID_PATTERN)
+FENCE_HEADER = "X-Fencing-Token"
 _OK = (200, 201)
 
 
@@ -101,17 +103,17 @@ class RestErp:
                 for i in order.items
             ]
         }
-        self._call("PUT", _order_path(order.order_id), json=body)
+        self._call("PUT", _order_path(order.order_id), json=body, order_id=order.order_id)
 
     def cancel_order(self, order_id: str) -> None:
         """Stop the order; :class:`~bridge.erp.errors.ErpConflict` once it is dispatched."""
-        self._call("POST", _order_path(order_id, "cancel"))
+        self._call("POST", _order_path(order_id, "cancel"), order_id=order_id)
 
     def hold_shipment(self, order_id: str) -> None:
-        self._call("POST", _order_path(order_id, "hold"))
+        self._call("POST", _order_path(order_id, "hold"), order_id=order_id)
 
     def release_shipment(self, order_id: str) -> None:
-        self._call("POST", _order_path(order_id, "release"))
+        self._call("POST", _order_path(order_id, "release"), order_id=order_id)
 
     def pending_shipments(self) -> list[str]:
         """Order ids packed (or held) and waiting for release; ids that are not ids are dropped."""
@@ -144,7 +146,7 @@ class RestErp:
             "issuanceDate": invoice.issuance_date,
             "items": items,
         }
-        self._call("POST", _order_path(order_id, "invoices"), json=body)
+        self._call("POST", _order_path(order_id, "invoices"), json=body, order_id=order_id)
 
     # -- operations -------------------------------------------------------------------------
 
@@ -177,15 +179,28 @@ class RestErp:
     # -- plumbing ---------------------------------------------------------------------------
 
     def _call(
-        self, method: str, path: str, *, json: Any = None, ok: tuple[int, ...] = _OK
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        ok: tuple[int, ...] = _OK,
+        order_id: str | None = None,
     ) -> requests.Response:
         started = time.monotonic()
+        headers = {}
+        token = token_for(order_id) if order_id is not None else None
+        if token is not None:
+            # The run's fencing token: the ERP refuses a write from a holder older than one
+            # it has already seen for this order.
+            headers[FENCE_HEADER] = str(token)
         try:
             # No redirects: a redirect is a misconfigured base URL, and must not carry the token.
             response = self._session.request(
                 method,
                 self._base_url + path,
                 json=json,
+                headers=headers,
                 auth=self._auth,
                 timeout=self._timeout,
                 allow_redirects=False,

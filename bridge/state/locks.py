@@ -32,10 +32,17 @@ _ORDER_ID = re.compile(ORDER_ID_PATTERN)
 # when no lease that could hold an older token can still be alive.
 FENCE_RETENTION_SECONDS = 30 * 86400
 
+# The token grows with Redis's clock (microseconds) and is above the last one handed out, so it
+# keeps growing even after Redis is wiped: the ERP, which remembers the highest token it saw for
+# an order, must never take a new holder for a stale one.
 _ACQUIRE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-local token = redis.call('INCR', KEYS[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
+local now = redis.call('TIME')
+local clock = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+local token = math.max(clock, last + 1)
+redis.call('SET', KEYS[2], string.format('%.0f', token), 'PX', ARGV[2])
+token = string.format('%.0f', token)
 redis.call('SET', KEYS[1], token, 'PX', ARGV[1])
 return token
 """

@@ -1,0 +1,70 @@
+"""Fencing tokens: a holder whose lease expired cannot write, to the ledger or to the ERP."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import redis
+from pydantic import SecretStr
+
+from bridge.domain.fencing import fenced
+from bridge.domain.models import VtexOrder
+from bridge.erp.errors import ErpConflict
+from bridge.erp.rest import RestErp
+from bridge.state.locks import OrderLocks
+from sandbox.scenario import ScenarioConfig
+from tests.sandbox_client import SandboxClient, wait_until
+
+Make = Callable[..., SandboxClient]
+
+
+@pytest.fixture
+def ready(make_sandbox: Make) -> SandboxClient:
+    box = make_sandbox(
+        scenario=ScenarioConfig(
+            orders=1, seed=41, cancel_in_window_share=0, cancel_after_window_share=0
+        )
+    )
+    box.configure_feed()
+    box.advance(4000)
+    return box
+
+
+def test_a_stale_holders_erp_write_is_refused_and_has_no_effect(
+    ready: SandboxClient, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    (order_id,) = ready.order_ids()
+    order = VtexOrder.model_validate(ready.order(order_id))
+    erp = RestErp(ready.erp_url, SecretStr(ready.sandbox.world.config.erp_token))
+    locks = OrderLocks(redis_client, key_prefix, ttl=0.2)
+    # given a worker whose lease expired, and a new holder who imported the order
+    stale = locks.acquire(order_id)
+    assert stale is not None
+    wait_until(lambda: locks.current_token(order_id) is None, 5, "the lease to expire")
+    current = locks.acquire(order_id)
+    assert current is not None and current.token > stale.token
+    with fenced(order_id, current.token):
+        erp.import_order(order)
+        erp.cancel_order(order_id)
+    # when the stale worker wakes up and writes with its old token
+    with fenced(order_id, stale.token), pytest.raises(ErpConflict) as refused:
+        erp.cancel_order(order_id)
+    # then the ERP refuses it: no second cancel in the ledger
+    assert refused.value.code == "stale-token"
+    report = ready.report()
+    assert report["effects"]["erp.cancel"] == 1
+    assert report["violations"] == []
+    assert report["events"]["erp_stale_writes_refused"] == 1
+
+
+def test_tokens_keep_growing_after_redis_is_wiped(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    locks = OrderLocks(redis_client, key_prefix, ttl=30)
+    first = locks.acquire("1234567890123-01")
+    assert first is not None
+    for key in redis_client.scan_iter(match=key_prefix + "*"):
+        redis_client.delete(key)  # a wiped Redis forgets the last token handed out
+    second = locks.acquire("1234567890123-01")
+    assert second is not None and second.token > first.token
