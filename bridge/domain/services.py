@@ -104,7 +104,7 @@ def run_work(work: str, order_id: str, ports: Ports, lease: Lease) -> Outcome:
                         # Refused once and still called for after a fresh read: it stands.
                         raise refused[current]
                     lease.ensure()
-                    with fenced(order_id, lease.token):
+                    with fenced(order_id, lease.token, lease.ensure):
                         applied = _apply(action, order, ports)
                     if applied:
                         outcome.effects.append(action.key)

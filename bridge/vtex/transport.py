@@ -18,6 +18,7 @@ from urllib.parse import quote, urlsplit
 import requests
 from pydantic import SecretStr, ValidationError
 
+from bridge.domain.fencing import ensure_still_held
 from bridge.domain.ports import RateBudget
 from bridge.vtex.errors import RateLimited, VtexBadResponse, error_for, transport_error
 
@@ -98,6 +99,10 @@ class VtexTransport:
         template, never the URL."""
         path = template.format_map({k: quote(v, safe="") for k, v in (segments or {}).items()})
         self._wait_for_budget(method, path)
+        if method != "GET":
+            # VTEX takes no fencing token: check the run's lease once more, after the wait for
+            # the budget, right before the write leaves.
+            ensure_still_held()
         headers = {
             "X-VTEX-API-AppKey": self._app_key.get_secret_value(),
             "X-VTEX-API-AppToken": self._app_token.get_secret_value(),

@@ -68,3 +68,34 @@ def test_tokens_keep_growing_after_redis_is_wiped(
         redis_client.delete(key)  # a wiped Redis forgets the last token handed out
     second = locks.acquire("1234567890123-01")
     assert second is not None and second.token > first.token
+
+
+def test_a_vtex_write_checks_the_lease_again_at_the_last_moment(ready: SandboxClient) -> None:
+    # given a run whose lease is lost while it waited (for the rate budget, say)
+    from bridge.domain.errors import StaleLockError
+    from bridge.domain.models import Invoice
+    from bridge.vtex.client import VtexClient
+
+    (order_id,) = ready.order_ids()
+    cfg = ready.sandbox.world.config
+    vtex = VtexClient(ready.vtex_url, cfg.app_key, SecretStr(cfg.app_token))
+
+    def lost() -> None:
+        raise StaleLockError("lease lost")
+
+    invoice = Invoice.model_validate(
+        {
+            "invoiceNumber": "NF-LATE-1",
+            "invoiceValue": 100,
+            "issuanceDate": "2026-01-01",
+            "items": [{"id": "1", "price": 100, "quantity": 1}],
+        }
+    )
+    # when it would post an invoice, then the write never leaves: VTEX has no second invoice
+    with fenced(order_id, 1, lost), pytest.raises(StaleLockError):
+        vtex.post_invoice(order_id, invoice)
+    assert ready.report()["effects"].get("vtex.invoice", 0) == 0
+    # and reads are not held back
+    with fenced(order_id, 1, lost):
+        assert vtex.get_order(order_id).order_id == order_id
+    vtex.close()
