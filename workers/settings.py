@@ -12,6 +12,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bridge.domain.decisions import DEFAULT_REQUEST_STATUSES as _DECIDED_REQUEST_STATUSES
+
 DEFAULT_FEED_STATUSES = (
     "ready-for-handling",
     "cancellation-requested",
@@ -21,12 +23,8 @@ DEFAULT_FEED_STATUSES = (
     "canceled",
     "invoiced",
 )
-DEFAULT_REQUEST_STATUSES = (
-    "cancellation-requested",
-    "cancelation-request",
-    "request-cancel",
-    "waiting-for-seller-decision",
-)
+# The spellings of "a shopper asked to cancel" the decisions know (REFERENCE.md).
+DEFAULT_REQUEST_STATUSES = tuple(sorted(_DECIDED_REQUEST_STATUSES))
 
 StatusList = Annotated[list[str], NoDecode]
 
