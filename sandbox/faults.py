@@ -156,11 +156,6 @@ class FaultRule:
         for f in fields(self):
             _check_value(f.name, getattr(self, f.name))
 
-    @property
-    def error_share(self) -> float:
-        """Share of calls that fail (429/500/503/drop) when the rule applies."""
-        return self.p429 + self.p500 + self.p503 + self.p_drop
-
 
 _FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(FaultRule))
 

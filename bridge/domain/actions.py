@@ -89,18 +89,9 @@ Action = (
 )
 
 
-def describe(action: Action) -> str:
-    """A short, log-safe description (no payloads)."""
-    return action.key
-
-
 @dataclass(frozen=True)
 class Decision:
     """What must happen for an order now, and why (for the order's history)."""
 
     actions: tuple[Action, ...]
     reason: str
-
-    @property
-    def nothing(self) -> bool:
-        return not self.actions
