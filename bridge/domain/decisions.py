@@ -61,7 +61,9 @@ def decide_cancelation(
     done: Set[str],
     request_statuses: Set[str] = DEFAULT_REQUEST_STATUSES,
 ) -> Decision:
-    """A cancellation requested or done on VTEX: stop the ERP, then confirm or deny on VTEX."""
+    """A cancellation requested or done on VTEX: stop the ERP, then confirm or deny on VTEX.
+
+    A split order whose shipment is not released yet is cancelled on VTEX first (see below)."""
     if order.status == CANCELED:
         if erp is None or erp.state is FulfilmentState.CANCELLED:
             return Decision((), "cancelled on VTEX and not active in the ERP")
@@ -82,11 +84,21 @@ def decide_cancelation(
             (DenyCancellation(request.id, reason),),
             "cancellation requested but the order is past the point of no return: deny",
         )
-    actions: list[Action] = []
-    if erp is not None and erp.state is not FulfilmentState.CANCELLED:
-        actions.append(StopInErp())
-    actions.append(CancelOnVtex(request.reason or "cancellation requested by the shopper"))
-    return Decision(tuple(actions), "cancellation requested in time: stop the ERP, cancel on VTEX")
+    cancel = CancelOnVtex(request.reason or "cancellation requested by the shopper")
+    if erp is None or erp.state is FulfilmentState.CANCELLED:
+        return Decision((cancel,), "cancellation requested in time, not active in the ERP: cancel")
+    if len(order.sellers) > 1 and not erp.released:
+        # Another seller of a split order may invoice its part at any moment, and VTEX then
+        # refuses the cancel: stopping the ERP first would strand the store's part, which nobody
+        # ships. The ERP ships nothing the pre-ship recheck has not released, and that recheck
+        # re-reads VTEX under the order's lock, so VTEX can be asked first here.
+        return Decision(
+            (cancel, StopInErp()),
+            "split order's cancellation requested in time: cancel on VTEX, then stop the ERP",
+        )
+    return Decision(
+        (StopInErp(), cancel), "cancellation requested in time: stop the ERP, cancel on VTEX"
+    )
 
 
 def decide_invoices(

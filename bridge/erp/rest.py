@@ -16,7 +16,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import requests
 from pydantic import SecretStr, ValidationError
 
-from bridge.domain.fencing import token_for
+from bridge.domain.fencing import ensure_still_held, token_for
 from bridge.domain.models import ORDER_ID_PATTERN, ErpOrder, Invoice, VtexOrder
 from bridge.erp.errors import ErpBadResponse, ErpTransientError, error_for
 from bridge.erp.loader import ErpConfig
@@ -194,6 +194,10 @@ class RestErp:
             # The run's fencing token: the ERP refuses a write from a holder older than one
             # it has already seen for this order.
             headers[FENCE_HEADER] = str(token)
+            if method != "GET":
+                # The token is refused only once a newer holder has written to the ERP; a newer
+                # holder that wrote to VTEX alone so far is caught by the lease check.
+                ensure_still_held()
         try:
             # No redirects: a redirect is a misconfigured base URL, and must not carry the token.
             response = self._session.request(

@@ -99,3 +99,26 @@ def test_a_vtex_write_checks_the_lease_again_at_the_last_moment(ready: SandboxCl
     with fenced(order_id, 1, lost):
         assert vtex.get_order(order_id).order_id == order_id
     vtex.close()
+
+
+def test_an_erp_write_checks_the_lease_too_before_the_newer_holder_reached_the_erp(
+    ready: SandboxClient,
+) -> None:
+    # given a run whose lease was lost to a holder that has written to VTEX only so far (the ERP
+    # has seen no newer token, so it could not refuse the stale one)
+    from bridge.domain.errors import StaleLockError
+
+    (order_id,) = ready.order_ids()
+    order = VtexOrder.model_validate(ready.order(order_id))
+    erp = RestErp(ready.erp_url, SecretStr(ready.sandbox.world.config.erp_token))
+
+    def lost() -> None:
+        raise StaleLockError("lease lost")
+
+    # when it would import the order, then the write never leaves
+    with fenced(order_id, 1, lost), pytest.raises(StaleLockError):
+        erp.import_order(order)
+    assert ready.report()["effects"].get("erp.import", 0) == 0
+    # and reads are not held back
+    with fenced(order_id, 1, lost):
+        assert erp.get_order(order_id) is None

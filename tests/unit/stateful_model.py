@@ -53,8 +53,8 @@ T = TypeVar("T")
 
 PRE_HANDLING = "window-to-cancel"
 STAGES = ("before-handling", "ready", "handling", "packed")
-# The known gap (see test_stateful_pipeline): the ERP stopped a split order, then another seller
-# invoiced its part on VTEX before the VTEX cancel, so VTEX can no longer cancel it.
+# A defect this model found (see test_stateful_pipeline): the ERP stopped a split order, then
+# another seller invoiced its part on VTEX before the VTEX cancel: VTEX could no longer cancel it.
 STRANDED = "stopped in the ERP, invoiced on VTEX by another seller"
 MOVES = ("ready", "erp-moves-on", "shopper-cancels", "seller-invoices")
 

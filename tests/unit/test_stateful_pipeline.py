@@ -12,12 +12,11 @@ runs every work to quiescence and checks that every order reached an end.
 A rule broken only by the world moving after the bridge's last read of the order (a cancellation
 request made between the read and the release) is the sandbox's grace, not a violation.
 
-Known gap, found by this machine (``test_a_split_order_reaches_an_end_...`` keeps it as a strict
-xfail): for a split order, ``decide_cancelation`` stops the ERP, then cancels on VTEX. When the
-other seller invoices its part in between, VTEX refuses the cancel, the run decides again and
-denies the request: VTEX goes on with the order while the ERP has stopped the store's part, which
-never ships. Liveness lets exactly that end through (``STRANDED``); every other unfinished order
-fails the test.
+Found by this machine and fixed (``test_a_split_order_reaches_an_end_...`` keeps it): a split
+order's cancellation used to stop the ERP, then cancel on VTEX. When the other seller invoiced its
+part in between, VTEX refused the cancel and the request was denied, while the store's part,
+stopped in the ERP, never shipped (``STRANDED``). A split order not yet released is now cancelled on
+VTEX first.
 
 ``HYPOTHESIS_MAX_EXAMPLES`` sets the number of examples (100 by default).
 """
@@ -48,6 +47,7 @@ from bridge.domain.actions import (
     PostInvoice,
     ReleaseShipment,
     StartHandling,
+    StopInErp,
 )
 from bridge.domain.models import ErpOrder, VtexOrder
 from bridge.domain.services import WORKS
@@ -224,9 +224,7 @@ class PipelineMachine(RuleBasedStateMachine):
         self._require(not self.w.repeated(), self.w.repeated())
         self._require(not self.w.violations, self.w.violations)
         self._require(settled, "the work never settles")
-        # STRANDED is the known gap of the module docstring; the model flags an ERP stop of an
-        # order the bridge had read as invoiced, so only the race is let through.
-        unfinished = {o: r for o, r in self.w.unfinished().items() if not r.startswith(STRANDED)}
+        unfinished = self.w.unfinished()
         self._require(not unfinished, unfinished)
 
 
@@ -234,28 +232,48 @@ PipelineMachine.TestCase.settings = PROFILE
 TestThePipelineKeepsEffectsOnceAndOrdersSafeUnderFaults = PipelineMachine.TestCase
 
 
-# -- a known gap, found by the machine -------------------------------------------------------------
+# -- a defect the machine found, kept fixed ------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="decide_cancelation stops the ERP before the VTEX cancel: when another seller "
-    "invoices its part in between, VTEX refuses the cancel, the request is denied and the "
-    "store's part, stopped in the ERP, never ships (see the module docstring)",
-)
-def test_a_split_order_reaches_an_end_when_another_seller_invoices_during_its_cancel() -> None:
-    # given a split order in handling whose shopper asks to cancel
+def _split_order_cancel_raced_by_another_sellers_invoice() -> World:
+    # a split order in handling whose shopper asks to cancel
     world = World([("handling", True)])
     oid = world.order_ids[0]
     world.move("shopper-cancels", oid)
-    # and seller B posts its invoice on VTEX just before the bridge's VTEX cancel
+    # seller B posts its invoice on VTEX just before the bridge's first VTEX write
     world.move_mid_run("vtex", oid, "seller-invoices")
-    # when the cancellation check runs and then every work runs to quiescence
+    # the cancellation check runs, then every work runs to quiescence
     world.run("cancel-check", oid)
-    settled = world.settle()
-    # then the order is at an end: not stopped in the ERP while VTEX goes on without it
-    assert settled and world.violations == []
+    assert world.settle()
+    return world
+
+
+def test_a_split_order_reaches_an_end_when_another_seller_invoices_during_its_cancel() -> None:
+    world = _split_order_cancel_raced_by_another_sellers_invoice()
+    # the order is at an end: not stopped in the ERP while VTEX goes on without it
+    assert world.violations == []
     assert world.unfinished() == {}
+
+
+def _stop_the_erp_first_even_for_split_orders(
+    order: VtexOrder, erp: ErpOrder | None, done: Set[str], statuses: Set[str]
+) -> Decision:
+    decision = decisions.decide_cancelation(order, erp, done, statuses)
+    stops_first = sorted(decision.actions, key=lambda a: not isinstance(a, StopInErp))
+    return Decision(tuple(stops_first), "mutant: the ERP stops before VTEX cancels")
+
+
+def test_the_split_order_regression_test_fails_with_the_old_order_of_effects(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given the order of effects before the fix: stop the ERP, then cancel on VTEX
+    monkeypatch.setitem(
+        services.DECIDERS, "cancel-check", _stop_the_erp_first_even_for_split_orders
+    )
+    # when another seller invoices between the two
+    world = _split_order_cancel_raced_by_another_sellers_invoice()
+    # then the store's part is stranded: stopped in the ERP while VTEX goes on
+    assert [why for why in world.unfinished().values() if why.startswith(STRANDED)]
 
 
 # -- the test can fail: broken decisions are caught ------------------------------------------------
