@@ -77,7 +77,7 @@ def poll() -> dict[str, Any]:
             c.vtex,
             c.feedbook,
             c.quarantine,
-            CeleryDispatcher(),
+            CeleryDispatcher(c.feedbook.server_time),
             frozenset(c.settings.cancellation_request_statuses),
         )
         report = poller.poll(

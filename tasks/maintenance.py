@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from tasks.feed import orders_queue_depth
 from tasks.orders import CeleryDispatcher
 from workers import bootstrap
 from workers.app import app
@@ -18,7 +19,10 @@ def sweep() -> dict[str, int]:
     """Orders stuck in ready-for-handling or awaiting a cancellation answer, whatever happened to
     their events: start their work (collapsed with work already waiting)."""
     c = bootstrap.container()
-    dispatcher = CeleryDispatcher()
+    if orders_queue_depth() > c.settings.queue_depth_limit:
+        # The workers are behind: what this sweep would start waits behind them anyway.
+        return {"skipped": 1}
+    dispatcher = CeleryDispatcher(c.feedbook.server_time)
     found = {"accept": 0, "cancel-check": 0, "started": 0}
     wanted = [
         ("accept", ["ready-for-handling"]),
@@ -41,9 +45,12 @@ def sweep() -> dict[str, int]:
 
 @app.task(name="bridge.preship.scan", ignore_result=True)
 def scan_packed() -> dict[str, int]:
-    """Ask the ERP for shipments packed and waiting; recheck each just before it ships."""
+    """Ask the ERP for shipments packed and waiting; recheck each just before it ships. Like the
+    feed poll and the sweep, it adds nothing while the order queue is over QUEUE_DEPTH_LIMIT."""
     c = bootstrap.container()
-    dispatcher = CeleryDispatcher()
+    if orders_queue_depth() > c.settings.queue_depth_limit:
+        return {"skipped": 1}
+    dispatcher = CeleryDispatcher(c.feedbook.server_time)
     started = 0
     pending = c.erp.pending_shipments()
     for order_id in pending:

@@ -6,9 +6,11 @@ Call any of them by hand: ``celery -A workers.app call bridge.accept_order --arg
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from celery import Task
+from redis.exceptions import RedisError
 
 from tasks.runner import run_order_task
 from workers.app import app
@@ -16,34 +18,50 @@ from workers.app import app
 
 @app.task(name="bridge.accept_order", bind=True)
 def accept_order(
-    self: Task, order_id: str, manual: bool = True, failures: int = 0
+    self: Task,
+    order_id: str,
+    manual: bool = True,
+    failures: int = 0,
+    queued_at: float | None = None,
 ) -> dict[str, Any]:
     """``ready-for-handling``: the ERP imports the order, then VTEX start-handling (once)."""
-    return run_order_task(self, "accept", order_id, manual, failures)
+    return run_order_task(self, "accept", order_id, manual, failures, queued_at)
 
 
 @app.task(name="bridge.check_cancelation", bind=True)
 def check_cancelation(
-    self: Task, order_id: str, manual: bool = True, failures: int = 0
+    self: Task,
+    order_id: str,
+    manual: bool = True,
+    failures: int = 0,
+    queued_at: float | None = None,
 ) -> dict[str, Any]:
     """A cancellation requested or done: stop the ERP and confirm, or deny with the reason."""
-    return run_order_task(self, "cancel-check", order_id, manual, failures)
+    return run_order_task(self, "cancel-check", order_id, manual, failures, queued_at)
 
 
 @app.task(name="bridge.preship_recheck", bind=True)
 def preship_recheck(
-    self: Task, order_id: str, manual: bool = True, failures: int = 0
+    self: Task,
+    order_id: str,
+    manual: bool = True,
+    failures: int = 0,
+    queued_at: float | None = None,
 ) -> dict[str, Any]:
     """Just before shipping: hold a cancelled or contested order, else invoice and release."""
-    return run_order_task(self, "recheck", order_id, manual, failures)
+    return run_order_task(self, "recheck", order_id, manual, failures, queued_at)
 
 
 @app.task(name="bridge.sync_invoice", bind=True)
 def sync_invoice(
-    self: Task, order_id: str, manual: bool = True, failures: int = 0
+    self: Task,
+    order_id: str,
+    manual: bool = True,
+    failures: int = 0,
+    queued_at: float | None = None,
 ) -> dict[str, Any]:
     """Every ERP invoice on VTEX and every VTEX invoice in the ERP, once per number."""
-    return run_order_task(self, "invoice", order_id, manual, failures)
+    return run_order_task(self, "invoice", order_id, manual, failures, queued_at)
 
 
 TASK_FOR_WORK: dict[str, Any] = {
@@ -55,7 +73,18 @@ TASK_FOR_WORK: dict[str, Any] = {
 
 
 class CeleryDispatcher:
-    """The feed poller's and sweeper's way to start order work (collapsed runs: manual=False)."""
+    """The feed poller's and sweeper's way to start order work (collapsed runs: manual=False,
+    stamped with the time they were queued, by Redis's clock)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
 
     def enqueue(self, work: str, order_id: str) -> None:
-        TASK_FOR_WORK[work].apply_async(args=[order_id], kwargs={"manual": False})
+        kwargs: dict[str, Any] = {"manual": False, "queued_at": self._stamp()}
+        TASK_FOR_WORK[work].apply_async(args=[order_id], kwargs=kwargs)
+
+    def _stamp(self) -> float | None:
+        try:
+            return self._clock()
+        except (RedisError, OSError):
+            return None  # unstamped: the run is never taken as superseded, it just runs

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
@@ -63,12 +64,19 @@ if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
 """
 
+# Also stamps the start on the (work, order) with the server's clock, and returns the stamp of the
+# start before it (or '') ahead of the run's events.
 _START = """
 redis.call('DEL', KEYS[1])
 redis.call('SUNIONSTORE', KEYS[3], KEYS[3], KEYS[2])
 redis.call('DEL', KEYS[2])
 if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[1]) end
-return redis.call('SMEMBERS', KEYS[3])
+local previous = redis.call('GET', KEYS[4]) or ''
+local now = redis.call('TIME')
+redis.call('SET', KEYS[4], now[1] .. '.' .. string.format('%06d', now[2]), 'PX', ARGV[1])
+local out = redis.call('SMEMBERS', KEYS[3])
+table.insert(out, 1, previous)
+return out
 """
 
 _FINISH = """
@@ -150,6 +158,19 @@ def _chunks(ids: Iterable[str]) -> Iterator[list[str]]:
         yield chunk
 
 
+@dataclass(frozen=True)
+class Started:
+    """A run's start: the events it carries, and when the run before it on the same (work,
+    order) started (Redis's clock, seconds; None when none did within a day)."""
+
+    events: list[str]
+    previous_start: float | None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class FeedBook:
     """In-flight feed events, the runs they wait on, and the commit queue, shared in Redis.
 
@@ -182,6 +203,9 @@ class FeedBook:
     def _waiting_key(self, work: str, order_id: str) -> str:
         return f"{self.prefix}feed:waiting:{_name(work, 'work')}:{_order(order_id)}"
 
+    def _started_key(self, work: str, order_id: str) -> str:
+        return f"{self.prefix}feed:started:{_name(work, 'work')}:{_order(order_id)}"
+
     def _run_key(self, run_id: str) -> str:
         return f"{self.prefix}feed:run:{_name(run_id, 'run id')}"
 
@@ -202,19 +226,31 @@ class FeedBook:
         return bool(self._claim(keys=keys, args=args))
 
     def start(self, work: str, order_id: str, run_id: str) -> list[str]:
-        """A run of (work, order) starts: it takes the waiting events; returns their ids.
+        """A run of (work, order) starts: it takes the waiting events; returns their ids."""
+        return self.begin(work, order_id, run_id).events
+
+    def begin(self, work: str, order_id: str, run_id: str) -> Started:
+        """A run of (work, order) starts: it takes the waiting events.
 
         The pending marker is cleared, so events arriving from now on ask for a fresh run (the
         order may change after this run has read it). Starting again with the same ``run_id``
-        (a retry) returns the run's events plus any that arrived since.
+        (a retry) returns the run's events plus any that arrived since. The start is stamped
+        with Redis's clock; the stamp of the start before it comes back with the events.
         """
         keys = [
             self._pending_key(work, order_id),
             self._waiting_key(work, order_id),
             self._run_key(run_id),
+            self._started_key(work, order_id),
         ]
-        ids: Any = self._start(keys=keys, args=[RUN_TTL_SECONDS * 1000])
-        return sorted(ids)
+        reply: Any = self._start(keys=keys, args=[RUN_TTL_SECONDS * 1000])
+        previous = _text(reply[0])
+        return Started(sorted(_text(i) for i in reply[1:]), float(previous) if previous else None)
+
+    def server_time(self) -> float:
+        """Redis's clock (seconds): the one :meth:`begin` stamps starts with."""
+        seconds, micros = self.redis.time()
+        return float(seconds) + micros / 1_000_000
 
     def finish(self, run_id: str) -> int:
         """The run's work is done: its events become committable; returns how many."""

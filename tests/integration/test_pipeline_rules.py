@@ -461,6 +461,64 @@ def test_the_manual_task_path_runs_while_feed_work_is_pending(
     assert effect_count(box, "vtex.start_handling", order_id) == 1
 
 
+def test_a_queued_run_superseded_by_a_later_start_ends_without_calling_vtex_or_the_erp(
+    task_container: tuple[SandboxClient, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a recheck queued (say by the pre-ship scan), then queued again after its pending
+    # marker expired in a long queue, and the second copy ran first
+    from tasks.runner import run_order_task
+
+    box, container = task_container
+    (order_id,) = box.order_ids()
+    reads: list[str] = []
+    for port in (container.vtex, container.erp):
+        read = port.get_order
+        monkeypatch.setattr(
+            port, "get_order", lambda oid, read=read: reads.append(oid) or read(oid)
+        )
+    queued_at = container.feedbook.server_time() - 5.0
+    first = run_order_task(FakeTask("copy-2"), "recheck", order_id, False, 0, queued_at + 1)
+    assert "superseded" not in first and len(reads) == 2
+    # when the older copy's turn comes
+    outcome = run_order_task(FakeTask("copy-1"), "recheck", order_id, False, 0, queued_at)
+    # then it ends at once: the run that started after it was queued read the order later
+    assert outcome == {"work": "recheck", "orderId": order_id, "superseded": True}
+    assert len(reads) == 2
+    # but a copy with events waiting on it, a manual trigger or an unstamped message runs
+    assert container.feedbook.claim("recheck", order_id, "event-7")
+    assert "superseded" not in run_order_task(
+        FakeTask("copy-3"), "recheck", order_id, False, 0, queued_at
+    )
+    assert "superseded" not in run_order_task(FakeTask("by-hand"), "recheck", order_id, True)
+    assert "superseded" not in run_order_task(FakeTask("copy-4"), "recheck", order_id, False)
+    assert len(reads) == 8
+
+
+def test_the_backstop_scans_add_no_work_while_the_order_queue_is_over_its_limit(
+    task_container: tuple[SandboxClient, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given workers far behind: more order work queued than QUEUE_DEPTH_LIMIT
+    from tasks import maintenance
+
+    box, container = task_container
+    (order_id,) = box.order_ids()
+    box.advance(4000)  # past ready-for-handling's deadline: the sweep would start its work
+    queued: list[tuple[str, str]] = []
+    monkeypatch.setattr(
+        maintenance.CeleryDispatcher, "enqueue", lambda self, w, o: queued.append((w, o))
+    )
+    depth = container.settings.queue_depth_limit + 1
+    monkeypatch.setattr(maintenance, "orders_queue_depth", lambda: depth)
+    # when the sweep and the pre-ship scan run, then they add nothing
+    assert maintenance.sweep() == {"skipped": 1}
+    assert maintenance.scan_packed() == {"skipped": 1}
+    assert queued == []
+    # and once the queue is back under the limit, the sweep starts the order's work again
+    monkeypatch.setattr(maintenance, "orders_queue_depth", lambda: 0)
+    assert maintenance.sweep()["started"] >= 1
+    assert ("accept", order_id) in queued
+
+
 def test_a_run_whose_worker_died_under_it_too_often_goes_to_quarantine(
     task_container: tuple[SandboxClient, Any],
 ) -> None:

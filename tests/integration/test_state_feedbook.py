@@ -252,3 +252,22 @@ def test_an_expired_poller_lease_lets_another_owner_take_it(
     wait_until(lambda: book.poller_lease(beat_b, ttl=30), timeout=5, what="lease expiry")
 
     assert not book.poller_lease(beat_a, ttl=30)
+
+
+def test_a_start_is_stamped_with_redis_clock_and_the_next_start_sees_the_stamp(
+    book: FeedBook,
+) -> None:
+    order_id = new_order_id()
+    event_id = deliver(book, order_id)
+    book.claim(WORK, order_id, event_id)
+    before = book.server_time()
+
+    first = book.begin(WORK, order_id, new_id("run"))
+    second = book.begin(WORK, order_id, new_id("run"))
+
+    assert first.events == [event_id] and first.previous_start is None
+    assert second.events == []
+    assert second.previous_start is not None
+    assert before <= second.previous_start <= book.server_time()
+    # other work on the order keeps its own stamp
+    assert book.begin("check_cancelation", order_id, new_id("run")).previous_start is None
