@@ -52,6 +52,8 @@ def _erp_guarded(world: World, endpoint: str, handler: Handler) -> Handler:
         try:
             if endpoint in WRITES:
                 _check_fence(world, request)
+            elif endpoint == "erp_get":
+                _note_fence(world, request)
             return handler(request)
         except ErpError as exc:
             raise HttpError(exc.status, exc.body()) from None
@@ -68,6 +70,17 @@ def _check_fence(world: World, request: Request) -> None:
     if not raw.isdigit() or len(raw) > 30:
         raise erp_error(400, "invalid", "X-Fencing-Token must be a non-negative integer")
     world.erp_fence(request.params["orderId"], int(raw))
+
+
+def _note_fence(world: World, request: Request) -> None:
+    """A read carrying a token is never refused, but raises the order's highest token: a holder
+    that has only read the order so far already fences off the holders before it."""
+    raw = request.headers.get("x-fencing-token")
+    if raw is None:
+        return
+    if not raw.isdigit() or len(raw) > 30:
+        raise erp_error(400, "invalid", "X-Fencing-Token must be a non-negative integer")
+    world.erp_fence(request.params["orderId"], int(raw), refuse=False)
 
 
 def _is_int(value: object) -> TypeGuard[int]:

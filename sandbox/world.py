@@ -412,10 +412,13 @@ class World:
 
     # -- the reference ERP ------------------------------------------------------------------
 
-    def erp_fence(self, order_id: str, token: int) -> None:
-        """Refuse a write whose fencing token is older than one already seen for the order."""
+    def erp_fence(self, order_id: str, token: int, *, refuse: bool = True) -> None:
+        """Refuse a write whose fencing token is older than one already seen for the order (a
+        read, ``refuse=False``, only raises the highest token)."""
         with self.lock:
             highest = self.erp_fences.get(order_id, 0)
+            if token < highest and not refuse:
+                return
             if token < highest:
                 self.events["erp.stale_writes_refused"] += 1
                 raise ErpError(

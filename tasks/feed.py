@@ -77,7 +77,7 @@ def poll() -> dict[str, Any]:
             c.vtex,
             c.feedbook,
             c.quarantine,
-            CeleryDispatcher(c.feedbook.server_time),
+            CeleryDispatcher(c.feedbook.stamp),
             frozenset(c.settings.cancellation_request_statuses),
         )
         report = poller.poll(

@@ -22,7 +22,7 @@ def sweep() -> dict[str, int]:
     if orders_queue_depth() > c.settings.queue_depth_limit:
         # The workers are behind: what this sweep would start waits behind them anyway.
         return {"skipped": 1}
-    dispatcher = CeleryDispatcher(c.feedbook.server_time)
+    dispatcher = CeleryDispatcher(c.feedbook.stamp)
     found = {"accept": 0, "cancel-check": 0, "started": 0}
     wanted = [
         ("accept", ["ready-for-handling"]),
@@ -50,7 +50,7 @@ def scan_packed() -> dict[str, int]:
     c = bootstrap.container()
     if orders_queue_depth() > c.settings.queue_depth_limit:
         return {"skipped": 1}
-    dispatcher = CeleryDispatcher(c.feedbook.server_time)
+    dispatcher = CeleryDispatcher(c.feedbook.stamp)
     started = 0
     pending = c.erp.pending_shipments()
     for order_id in pending:

@@ -22,10 +22,10 @@ def accept_order(
     order_id: str,
     manual: bool = True,
     failures: int = 0,
-    queued_at: float | None = None,
+    queued_seq: int | None = None,
 ) -> dict[str, Any]:
     """``ready-for-handling``: the ERP imports the order, then VTEX start-handling (once)."""
-    return run_order_task(self, "accept", order_id, manual, failures, queued_at)
+    return run_order_task(self, "accept", order_id, manual, failures, queued_seq)
 
 
 @app.task(name="bridge.check_cancelation", bind=True)
@@ -34,10 +34,10 @@ def check_cancelation(
     order_id: str,
     manual: bool = True,
     failures: int = 0,
-    queued_at: float | None = None,
+    queued_seq: int | None = None,
 ) -> dict[str, Any]:
     """A cancellation requested or done: stop the ERP and confirm, or deny with the reason."""
-    return run_order_task(self, "cancel-check", order_id, manual, failures, queued_at)
+    return run_order_task(self, "cancel-check", order_id, manual, failures, queued_seq)
 
 
 @app.task(name="bridge.preship_recheck", bind=True)
@@ -46,10 +46,10 @@ def preship_recheck(
     order_id: str,
     manual: bool = True,
     failures: int = 0,
-    queued_at: float | None = None,
+    queued_seq: int | None = None,
 ) -> dict[str, Any]:
     """Just before shipping: hold a cancelled or contested order, else invoice and release."""
-    return run_order_task(self, "recheck", order_id, manual, failures, queued_at)
+    return run_order_task(self, "recheck", order_id, manual, failures, queued_seq)
 
 
 @app.task(name="bridge.sync_invoice", bind=True)
@@ -58,10 +58,10 @@ def sync_invoice(
     order_id: str,
     manual: bool = True,
     failures: int = 0,
-    queued_at: float | None = None,
+    queued_seq: int | None = None,
 ) -> dict[str, Any]:
     """Every ERP invoice on VTEX and every VTEX invoice in the ERP, once per number."""
-    return run_order_task(self, "invoice", order_id, manual, failures, queued_at)
+    return run_order_task(self, "invoice", order_id, manual, failures, queued_seq)
 
 
 TASK_FOR_WORK: dict[str, Any] = {
@@ -74,17 +74,17 @@ TASK_FOR_WORK: dict[str, Any] = {
 
 class CeleryDispatcher:
     """The feed poller's and sweeper's way to start order work (collapsed runs: manual=False,
-    stamped with the time they were queued, by Redis's clock)."""
+    numbered from the feed book's sequence when they are queued)."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
+    def __init__(self, stamp: Callable[[], int]) -> None:
+        self._stamp = stamp
 
     def enqueue(self, work: str, order_id: str) -> None:
-        kwargs: dict[str, Any] = {"manual": False, "queued_at": self._stamp()}
+        kwargs: dict[str, Any] = {"manual": False, "queued_seq": self._number()}
         TASK_FOR_WORK[work].apply_async(args=[order_id], kwargs=kwargs)
 
-    def _stamp(self) -> float | None:
+    def _number(self) -> int | None:
         try:
-            return self._clock()
+            return self._stamp()
         except (RedisError, OSError):
-            return None  # unstamped: the run is never taken as superseded, it just runs
+            return None  # unnumbered: the run is never taken as superseded, it just runs

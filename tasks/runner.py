@@ -46,28 +46,22 @@ def backoff(retries: int, retry_after: float | None = None) -> float:
     return min(delay, float(MAX_COUNTDOWN))
 
 
-# How far a run's start must follow a message's queuing before that message counts as superseded
-# by the run. Both stamps come from Redis's clock; the margin is slack for a step of that clock
-# (Redis restarted on another host, say).
-SUPERSEDED_MARGIN = 1.0
-
-
 def run_order_task(
     task: Task,
     work: str,
     order_id: Any,
     manual: bool,
     failures: int = 0,
-    queued_at: Any = None,
+    queued_seq: Any = None,
 ) -> dict[str, Any]:
     """Run one piece of order work. ``failures`` counts the transient failures so far (passed
     along on retry): waiting for another run's lock is no failure and does not spend them.
 
-    ``queued_at`` (set by the dispatcher) lets a collapsed run that waited in a long queue see
-    that another run of the same work on the order started after it was queued: that run read
-    the order later than this one could, so this one ends at once (no VTEX or ERP call) unless
-    events wait on it. Without it, under load, a backstop scan that re-asks for work whose
-    pending marker expired in the queue would keep adding runs faster than they drain."""
+    ``queued_seq`` (set by the dispatcher) lets a collapsed run that waited in a long queue see
+    that a run of the same work on the order started after it was queued and has finished: that
+    run read the order later than this one could, so this one ends at once (no VTEX or ERP
+    call) unless events wait on it. Without it, under load, a backstop scan re-asking for work
+    whose pending marker expired in the queue would keep adding runs faster than they drain."""
     c = bootstrap.container()
     run_id = str(task.request.id or uuid.uuid4())
     retries = failures if isinstance(failures, int) and failures >= 0 else 0
@@ -110,13 +104,12 @@ def run_order_task(
             if not manual:
                 c.feedbook.start(work, order_id, run_id)
             return give_up(f"its worker was lost {deliveries - 1} times while running it")
-        if not manual:
-            started = c.feedbook.begin(work, order_id, run_id)
-            first_delivery = deliveries == 1 and not getattr(task.request, "retries", 0)
-            if first_delivery and _superseded(started, queued_at):
-                c.feedbook.finish(run_id)
-                log.info("order %s: %s superseded by a later run", order_id, work, extra=context)
-                return {"work": work, "orderId": order_id, "superseded": True}
+        started = None if manual else c.feedbook.begin(work, order_id, run_id)
+        if started is not None and _superseded(started, queued_seq):
+            # Nothing taken, nothing to finish: the run set of a message without events is
+            # never created (a duplicate copy of this message may be running on it).
+            log.info("order %s: %s superseded by a later run", order_id, work, extra=context)
+            return {"work": work, "orderId": order_id, "superseded": True}
         try:
             with c.locks.hold(order_id) as lease:
                 outcome = run_work(work, order_id, c.ports, lease)
@@ -147,19 +140,20 @@ def run_order_task(
             raise again(backoff(retries), failed=True) from None
     finally:
         c.redeliveries.settle(run_id)
-    if not manual:
+    if started is not None:
         c.feedbook.finish(run_id)
+        c.feedbook.finished_reading(work, order_id, started.number)
     log.info(
         "order %s: %s done: %s", order_id, work, outcome.effects or "nothing to do", extra=context
     )
     return outcome.to_json()
 
 
-def _superseded(started: Started, queued_at: Any) -> bool:
-    """A run of the same work on the order started after this message was queued, and no
-    events wait on this one."""
-    if started.events or started.previous_start is None:
+def _superseded(started: Started, queued_seq: Any) -> bool:
+    """A run of the same work on the order started after this message was queued and finished,
+    and no events wait on this one."""
+    if started.events or started.last_finished is None:
         return False
-    if not isinstance(queued_at, (int, float)) or isinstance(queued_at, bool):
+    if not isinstance(queued_seq, int) or isinstance(queued_seq, bool):
         return False
-    return started.previous_start > float(queued_at) + SUPERSEDED_MARGIN
+    return started.last_finished > queued_seq

@@ -90,8 +90,10 @@ def decide_cancelation(
     if len(order.sellers) > 1 and not erp.released:
         # Another seller of a split order may invoice its part at any moment, and VTEX then
         # refuses the cancel: stopping the ERP first would strand the store's part, which nobody
-        # ships. The ERP ships nothing the pre-ship recheck has not released, and that recheck
-        # re-reads VTEX under the order's lock, so VTEX can be asked first here.
+        # ships. The ERP ships nothing the pre-ship recheck has not released; that recheck
+        # re-reads VTEX under the order's lock, and this run's ERP read (carrying its fencing
+        # token) already makes the ERP refuse a release from a holder before it. So VTEX can be
+        # asked first here.
         return Decision(
             (cancel, StopInErp()),
             "split order's cancellation requested in time: cancel on VTEX, then stop the ERP",

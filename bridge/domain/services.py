@@ -91,7 +91,8 @@ def run_work(work: str, order_id: str, ports: Ports, lease: Lease) -> Outcome:
     try:
         for _ in range(MAX_REDECIDES):
             order = ports.vtex.get_order(order_id)
-            erp = ports.erp.get_order(order_id)
+            with fenced(order_id, lease.token, lease.ensure):
+                erp = ports.erp.get_order(order_id)
             done = ports.ledger.done(order_id)
             decision = decide(order, erp, done, ports.request_statuses)
             outcome.status = order.status

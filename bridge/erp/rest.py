@@ -76,7 +76,9 @@ class RestErp:
     def get_order(self, order_id: str) -> ErpOrder | None:
         """The ERP's record of the order, or None when the ERP answers 404."""
         path = _order_path(order_id)
-        response = self._call("GET", path, ok=(200, 404))
+        # The read carries the run's token too: the ERP then refuses the writes of every holder
+        # before this one, even before this run writes anything (it may write to VTEX first).
+        response = self._call("GET", path, ok=(200, 404), order_id=order_id)
         if response.status_code == 404:
             return None
         data = self._json(response)

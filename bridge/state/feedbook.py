@@ -64,19 +64,24 @@ if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
 """
 
-# Also stamps the start on the (work, order) with the server's clock, and returns the stamp of the
-# start before it (or '') ahead of the run's events.
+# Also numbers the start from the book's sequence, and returns, ahead of the run's events, that
+# number and the start number of the latest run of the (work, order) that finished (or '').
 _START = """
 redis.call('DEL', KEYS[1])
 redis.call('SUNIONSTORE', KEYS[3], KEYS[3], KEYS[2])
 redis.call('DEL', KEYS[2])
 if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[1]) end
-local previous = redis.call('GET', KEYS[4]) or ''
-local now = redis.call('TIME')
-redis.call('SET', KEYS[4], now[1] .. '.' .. string.format('%06d', now[2]), 'PX', ARGV[1])
 local out = redis.call('SMEMBERS', KEYS[3])
-table.insert(out, 1, previous)
+table.insert(out, 1, redis.call('GET', KEYS[4]) or '')
+table.insert(out, 1, redis.call('INCR', KEYS[5]))
 return out
+"""
+
+# Keep the highest start number of the finished runs of a (work, order).
+_READ = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+return 0
 """
 
 _FINISH = """
@@ -160,11 +165,13 @@ def _chunks(ids: Iterable[str]) -> Iterator[list[str]]:
 
 @dataclass(frozen=True)
 class Started:
-    """A run's start: the events it carries, and when the run before it on the same (work,
-    order) started (Redis's clock, seconds; None when none did within a day)."""
+    """A run's start: the events it carries, its number in the book's sequence, and the start
+    number of the latest run of the same (work, order) that finished (None: none within a day).
+    The sequence only grows; a wiped Redis restarts it low, which only makes runs look newer."""
 
     events: list[str]
-    previous_start: float | None
+    number: int
+    last_finished: int | None
 
 
 def _text(value: Any) -> str:
@@ -188,9 +195,11 @@ class FeedBook:
         self._committable = f"{prefix}feed:committable"
         self._committing = f"{prefix}feed:committing"
         self._poller = f"{prefix}feed:poller"
+        self._sequence = f"{prefix}feed:sequence"
         self._note = redis.register_script(_NOTE)
         self._claim = redis.register_script(_CLAIM)
         self._start = redis.register_script(_START)
+        self._read = redis.register_script(_READ)
         self._finish = redis.register_script(_FINISH)
         self._take = redis.register_script(_TAKE)
         self._committed = redis.register_script(_COMMITTED)
@@ -203,8 +212,8 @@ class FeedBook:
     def _waiting_key(self, work: str, order_id: str) -> str:
         return f"{self.prefix}feed:waiting:{_name(work, 'work')}:{_order(order_id)}"
 
-    def _started_key(self, work: str, order_id: str) -> str:
-        return f"{self.prefix}feed:started:{_name(work, 'work')}:{_order(order_id)}"
+    def _read_key(self, work: str, order_id: str) -> str:
+        return f"{self.prefix}feed:read:{_name(work, 'work')}:{_order(order_id)}"
 
     def _run_key(self, run_id: str) -> str:
         return f"{self.prefix}feed:run:{_name(run_id, 'run id')}"
@@ -234,23 +243,32 @@ class FeedBook:
 
         The pending marker is cleared, so events arriving from now on ask for a fresh run (the
         order may change after this run has read it). Starting again with the same ``run_id``
-        (a retry) returns the run's events plus any that arrived since. The start is stamped
-        with Redis's clock; the stamp of the start before it comes back with the events.
+        (a retry) returns the run's events plus any that arrived since. The start gets a number
+        from the book's sequence; the number of the latest finished run comes back with it.
         """
         keys = [
             self._pending_key(work, order_id),
             self._waiting_key(work, order_id),
             self._run_key(run_id),
-            self._started_key(work, order_id),
+            self._read_key(work, order_id),
+            self._sequence,
         ]
         reply: Any = self._start(keys=keys, args=[RUN_TTL_SECONDS * 1000])
-        previous = _text(reply[0])
-        return Started(sorted(_text(i) for i in reply[1:]), float(previous) if previous else None)
+        last = _text(reply[1])
+        return Started(
+            events=sorted(_text(i) for i in reply[2:]),
+            number=int(reply[0]),
+            last_finished=int(last) if last else None,
+        )
 
-    def server_time(self) -> float:
-        """Redis's clock (seconds): the one :meth:`begin` stamps starts with."""
-        seconds, micros = self.redis.time()
-        return float(seconds) + micros / 1_000_000
+    def stamp(self) -> int:
+        """The next number of the book's sequence: a queued run's place among the starts."""
+        return int(self.redis.incr(self._sequence))
+
+    def finished_reading(self, work: str, order_id: str, number: int) -> None:
+        """A run of (work, order) that started as ``number`` read the order and finished."""
+        keys = [self._read_key(work, order_id)]
+        self._read(keys=keys, args=[number, RUN_TTL_SECONDS * 1000])
 
     def finish(self, run_id: str) -> int:
         """The run's work is done: its events become committable; returns how many."""

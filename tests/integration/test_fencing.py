@@ -58,6 +58,34 @@ def test_a_stale_holders_erp_write_is_refused_and_has_no_effect(
     assert report["events"]["erp_stale_writes_refused"] == 1
 
 
+def test_a_newer_holders_read_already_fences_off_the_stale_holders_writes(
+    ready: SandboxClient, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    # given the order imported in the ERP, and a worker whose lease expired
+    (order_id,) = ready.order_ids()
+    order = VtexOrder.model_validate(ready.order(order_id))
+    erp = RestErp(ready.erp_url, SecretStr(ready.sandbox.world.config.erp_token))
+    locks = OrderLocks(redis_client, key_prefix, ttl=0.2)
+    stale = locks.acquire(order_id)
+    assert stale is not None
+    with fenced(order_id, stale.token):
+        erp.import_order(order)
+    wait_until(lambda: locks.current_token(order_id) is None, 5, "the lease to expire")
+    # when the new holder has only read the order in the ERP (it acts on VTEX first, say)
+    current = locks.acquire(order_id)
+    assert current is not None
+    with fenced(order_id, current.token):
+        assert erp.get_order(order_id) is not None
+    # then the stale worker's late write is refused all the same
+    with fenced(order_id, stale.token), pytest.raises(ErpConflict) as refused:
+        erp.cancel_order(order_id)
+    assert refused.value.code == "stale-token"
+    assert ready.report()["effects"].get("erp.cancel", 0) == 0
+    # and a stale read is answered, never refused
+    with fenced(order_id, stale.token):
+        assert erp.get_order(order_id) is not None
+
+
 def test_tokens_keep_growing_after_redis_is_wiped(
     redis_client: redis.Redis, key_prefix: str
 ) -> None:

@@ -461,7 +461,7 @@ def test_the_manual_task_path_runs_while_feed_work_is_pending(
     assert effect_count(box, "vtex.start_handling", order_id) == 1
 
 
-def test_a_queued_run_superseded_by_a_later_start_ends_without_calling_vtex_or_the_erp(
+def test_a_queued_run_superseded_by_a_later_finished_run_ends_without_calling_vtex_or_the_erp(
     task_container: tuple[SandboxClient, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # given a recheck queued (say by the pre-ship scan), then queued again after its pending
@@ -476,22 +476,28 @@ def test_a_queued_run_superseded_by_a_later_start_ends_without_calling_vtex_or_t
         monkeypatch.setattr(
             port, "get_order", lambda oid, read=read: reads.append(oid) or read(oid)
         )
-    queued_at = container.feedbook.server_time() - 5.0
-    first = run_order_task(FakeTask("copy-2"), "recheck", order_id, False, 0, queued_at + 1)
+    older, newer = container.feedbook.stamp(), container.feedbook.stamp()
+    first = run_order_task(FakeTask("copy-2"), "recheck", order_id, False, 0, newer)
     assert "superseded" not in first and len(reads) == 2
+    queued_later = container.feedbook.stamp()  # and a scan queues a third copy
     # when the older copy's turn comes
-    outcome = run_order_task(FakeTask("copy-1"), "recheck", order_id, False, 0, queued_at)
-    # then it ends at once: the run that started after it was queued read the order later
+    outcome = run_order_task(FakeTask("copy-1"), "recheck", order_id, False, 0, older)
+    # then it ends at once: a run that started after it was queued read the order later
     assert outcome == {"work": "recheck", "orderId": order_id, "superseded": True}
     assert len(reads) == 2
-    # but a copy with events waiting on it, a manual trigger or an unstamped message runs
+    # and a superseded run, which read nothing, supersedes nothing: the third copy runs
+    assert "superseded" not in run_order_task(
+        FakeTask("copy-5"), "recheck", order_id, False, 0, queued_later
+    )
+    assert len(reads) == 4
+    # a copy with events waiting on it, a manual trigger or an unnumbered message runs too
     assert container.feedbook.claim("recheck", order_id, "event-7")
     assert "superseded" not in run_order_task(
-        FakeTask("copy-3"), "recheck", order_id, False, 0, queued_at
+        FakeTask("copy-3"), "recheck", order_id, False, 0, older
     )
     assert "superseded" not in run_order_task(FakeTask("by-hand"), "recheck", order_id, True)
     assert "superseded" not in run_order_task(FakeTask("copy-4"), "recheck", order_id, False)
-    assert len(reads) == 8
+    assert len(reads) == 10
 
 
 def test_the_backstop_scans_add_no_work_while_the_order_queue_is_over_its_limit(

@@ -254,20 +254,25 @@ def test_an_expired_poller_lease_lets_another_owner_take_it(
     assert not book.poller_lease(beat_a, ttl=30)
 
 
-def test_a_start_is_stamped_with_redis_clock_and_the_next_start_sees_the_stamp(
+def test_a_start_is_numbered_and_sees_the_latest_finished_run_of_its_work(
     book: FeedBook,
 ) -> None:
     order_id = new_order_id()
     event_id = deliver(book, order_id)
     book.claim(WORK, order_id, event_id)
-    before = book.server_time()
+    queued = book.stamp()
 
     first = book.begin(WORK, order_id, new_id("run"))
-    second = book.begin(WORK, order_id, new_id("run"))
+    unfinished = book.begin(WORK, order_id, new_id("run"))
+    assert first.events == [event_id] and first.last_finished is None
+    assert queued < first.number < unfinished.number
+    # a run that started is not enough: only one that finished counts
+    assert unfinished.last_finished is None
 
-    assert first.events == [event_id] and first.previous_start is None
-    assert second.events == []
-    assert second.previous_start is not None
-    assert before <= second.previous_start <= book.server_time()
-    # other work on the order keeps its own stamp
-    assert book.begin("check_cancelation", order_id, new_id("run")).previous_start is None
+    book.finished_reading(WORK, order_id, first.number)
+    book.finished_reading(WORK, order_id, first.number - 1)  # an older run finishing late
+    later = book.begin(WORK, order_id, new_id("run"))
+    assert later.events == []
+    assert later.last_finished == first.number
+    # other work on the order keeps its own record
+    assert book.begin("check_cancelation", order_id, new_id("run")).last_finished is None
