@@ -50,11 +50,13 @@ WRITES = frozenset({"erp_import", "erp_cancel", "erp_hold", "erp_release", "erp_
 def _erp_guarded(world: World, endpoint: str, handler: Handler) -> Handler:
     def run(request: Request) -> Response:
         try:
-            if endpoint in WRITES:
-                _check_fence(world, request)
-            elif endpoint == "erp_get":
-                _note_fence(world, request)
-            return handler(request)
+            # The fence check and the write are one step: no other holder's request between.
+            with world.lock:
+                if endpoint in WRITES:
+                    _check_fence(world, request)
+                elif endpoint == "erp_get":
+                    _note_fence(world, request)
+                return handler(request)
         except ErpError as exc:
             raise HttpError(exc.status, exc.body()) from None
 

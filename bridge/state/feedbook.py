@@ -64,24 +64,48 @@ if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
 """
 
-# Also numbers the start from the book's sequence, and returns, ahead of the run's events, that
-# number and the start number of the latest run of the (work, order) that finished (or '').
-_START = """
+# The book's sequence numbers queued runs and run starts. Like the lock tokens it grows with
+# Redis's clock (microseconds) and stays above the last number handed out, so it keeps growing
+# after Redis is wiped or rolled back: a number handed out later is always larger.
+_NEXT_NUMBER = """
+local function next_number(key)
+  local now = redis.call('TIME')
+  local clock = tonumber(now[1]) * 1000000 + tonumber(now[2])
+  local number = math.max(clock, tonumber(redis.call('GET', key) or '0') + 1)
+  local text = string.format('%.0f', number)
+  redis.call('SET', key, text, 'PX', ARGV[1])
+  return text
+end
+"""
+
+_STAMP = _NEXT_NUMBER + "return next_number(KEYS[1])"
+
+# Also numbers the start, and returns, ahead of the run's events, that number and the start
+# number of the latest run of the (work, order) that finished (or '').
+_START = (
+    _NEXT_NUMBER
+    + """
 redis.call('DEL', KEYS[1])
 redis.call('SUNIONSTORE', KEYS[3], KEYS[3], KEYS[2])
 redis.call('DEL', KEYS[2])
 if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[1]) end
 local out = redis.call('SMEMBERS', KEYS[3])
 table.insert(out, 1, redis.call('GET', KEYS[4]) or '')
-table.insert(out, 1, redis.call('INCR', KEYS[5]))
+table.insert(out, 1, next_number(KEYS[5]))
 return out
 """
+)
 
-# Keep the highest start number of the finished runs of a (work, order).
+# Keep the highest start number of the finished runs of a (work, order). A number above the
+# sequence cannot have come from it (Redis's clock stepped back across a wipe): it is dropped,
+# or it would make every run queued since look superseded.
 _READ = """
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
-return 0
+local number = tonumber(ARGV[1])
+if number > tonumber(redis.call('GET', KEYS[2]) or '0') then return 0 end
+if number > tonumber(redis.call('GET', KEYS[1]) or '0') then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 1
 """
 
 _FINISH = """
@@ -166,8 +190,7 @@ def _chunks(ids: Iterable[str]) -> Iterator[list[str]]:
 @dataclass(frozen=True)
 class Started:
     """A run's start: the events it carries, its number in the book's sequence, and the start
-    number of the latest run of the same (work, order) that finished (None: none within a day).
-    The sequence only grows; a wiped Redis restarts it low, which only makes runs look newer."""
+    number of the latest run of the same (work, order) that finished (None: none within a day)."""
 
     events: list[str]
     number: int
@@ -199,6 +222,7 @@ class FeedBook:
         self._note = redis.register_script(_NOTE)
         self._claim = redis.register_script(_CLAIM)
         self._start = redis.register_script(_START)
+        self._stamp = redis.register_script(_STAMP)
         self._read = redis.register_script(_READ)
         self._finish = redis.register_script(_FINISH)
         self._take = redis.register_script(_TAKE)
@@ -263,11 +287,12 @@ class FeedBook:
 
     def stamp(self) -> int:
         """The next number of the book's sequence: a queued run's place among the starts."""
-        return int(self.redis.incr(self._sequence))
+        number: Any = self._stamp(keys=[self._sequence], args=[RUN_TTL_SECONDS * 1000])
+        return int(number)
 
     def finished_reading(self, work: str, order_id: str, number: int) -> None:
         """A run of (work, order) that started as ``number`` read the order and finished."""
-        keys = [self._read_key(work, order_id)]
+        keys = [self._read_key(work, order_id), self._sequence]
         self._read(keys=keys, args=[number, RUN_TTL_SECONDS * 1000])
 
     def finish(self, run_id: str) -> int:

@@ -276,3 +276,21 @@ def test_a_start_is_numbered_and_sees_the_latest_finished_run_of_its_work(
     assert later.last_finished == first.number
     # other work on the order keeps its own record
     assert book.begin("check_cancelation", order_id, new_id("run")).last_finished is None
+
+
+def test_the_sequence_keeps_growing_after_redis_is_wiped(
+    book: FeedBook, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    order_id = new_order_id()
+    before = book.begin(WORK, order_id, new_id("run")).number
+    for key in redis_client.scan_iter(match=key_prefix + "*"):
+        redis_client.delete(key)
+    # a run queued after the wipe is numbered after every start before it
+    assert book.stamp() > before
+
+
+def test_a_finished_number_the_sequence_never_handed_out_is_not_recorded(book: FeedBook) -> None:
+    # (Redis's clock stepped back across a wipe: recording it would supersede every run since)
+    order_id = new_order_id()
+    book.finished_reading(WORK, order_id, book.stamp() + 10**12)
+    assert book.begin(WORK, order_id, new_id("run")).last_finished is None
