@@ -31,25 +31,43 @@ def ready(make_sandbox: Make) -> SandboxClient:
     return box
 
 
+class Holders:
+    """An order in the ready sandbox, the ERP adapter, and two holders of its lease: the stale
+    one (its lease expired; it wrote with ``before_expiry`` first) and the current one."""
+
+    def __init__(
+        self,
+        box: SandboxClient,
+        redis_client: redis.Redis,
+        key_prefix: str,
+        before_expiry: Callable[[Holders], None] = lambda _: None,
+    ) -> None:
+        (self.order_id,) = box.order_ids()
+        self.order = VtexOrder.model_validate(box.order(self.order_id))
+        self.erp = RestErp(box.erp_url, SecretStr(box.sandbox.world.config.erp_token))
+        locks = OrderLocks(redis_client, key_prefix, ttl=0.2)
+        stale = locks.acquire(self.order_id)
+        assert stale is not None
+        self.stale = stale.token
+        with fenced(self.order_id, self.stale):
+            before_expiry(self)
+        wait_until(lambda: locks.current_token(self.order_id) is None, 5, "the lease to expire")
+        current = locks.acquire(self.order_id)
+        assert current is not None and current.token > self.stale
+        self.current = current.token
+
+
 def test_a_stale_holders_erp_write_is_refused_and_has_no_effect(
     ready: SandboxClient, redis_client: redis.Redis, key_prefix: str
 ) -> None:
-    (order_id,) = ready.order_ids()
-    order = VtexOrder.model_validate(ready.order(order_id))
-    erp = RestErp(ready.erp_url, SecretStr(ready.sandbox.world.config.erp_token))
-    locks = OrderLocks(redis_client, key_prefix, ttl=0.2)
     # given a worker whose lease expired, and a new holder who imported the order
-    stale = locks.acquire(order_id)
-    assert stale is not None
-    wait_until(lambda: locks.current_token(order_id) is None, 5, "the lease to expire")
-    current = locks.acquire(order_id)
-    assert current is not None and current.token > stale.token
-    with fenced(order_id, current.token):
-        erp.import_order(order)
-        erp.cancel_order(order_id)
+    h = Holders(ready, redis_client, key_prefix)
+    with fenced(h.order_id, h.current):
+        h.erp.import_order(h.order)
+        h.erp.cancel_order(h.order_id)
     # when the stale worker wakes up and writes with its old token
-    with fenced(order_id, stale.token), pytest.raises(ErpConflict) as refused:
-        erp.cancel_order(order_id)
+    with fenced(h.order_id, h.stale), pytest.raises(ErpConflict) as refused:
+        h.erp.cancel_order(h.order_id)
     # then the ERP refuses it: no second cancel in the ledger
     assert refused.value.code == "stale-token"
     report = ready.report()
@@ -61,29 +79,19 @@ def test_a_stale_holders_erp_write_is_refused_and_has_no_effect(
 def test_a_newer_holders_read_already_fences_off_the_stale_holders_writes(
     ready: SandboxClient, redis_client: redis.Redis, key_prefix: str
 ) -> None:
-    # given the order imported in the ERP, and a worker whose lease expired
-    (order_id,) = ready.order_ids()
-    order = VtexOrder.model_validate(ready.order(order_id))
-    erp = RestErp(ready.erp_url, SecretStr(ready.sandbox.world.config.erp_token))
-    locks = OrderLocks(redis_client, key_prefix, ttl=0.2)
-    stale = locks.acquire(order_id)
-    assert stale is not None
-    with fenced(order_id, stale.token):
-        erp.import_order(order)
-    wait_until(lambda: locks.current_token(order_id) is None, 5, "the lease to expire")
+    # given the order imported in the ERP by a worker whose lease then expired
+    h = Holders(ready, redis_client, key_prefix, lambda h: h.erp.import_order(h.order))
     # when the new holder has only read the order in the ERP (it acts on VTEX first, say)
-    current = locks.acquire(order_id)
-    assert current is not None
-    with fenced(order_id, current.token):
-        assert erp.get_order(order_id) is not None
+    with fenced(h.order_id, h.current):
+        assert h.erp.get_order(h.order_id) is not None
     # then the stale worker's late write is refused all the same
-    with fenced(order_id, stale.token), pytest.raises(ErpConflict) as refused:
-        erp.cancel_order(order_id)
+    with fenced(h.order_id, h.stale), pytest.raises(ErpConflict) as refused:
+        h.erp.cancel_order(h.order_id)
     assert refused.value.code == "stale-token"
     assert ready.report()["effects"].get("erp.cancel", 0) == 0
     # and a stale read is answered, never refused
-    with fenced(order_id, stale.token):
-        assert erp.get_order(order_id) is not None
+    with fenced(h.order_id, h.stale):
+        assert h.erp.get_order(h.order_id) is not None
 
 
 def test_tokens_keep_growing_after_redis_is_wiped(
