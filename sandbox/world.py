@@ -106,6 +106,9 @@ class World:
         self._last_tick = 0.0
         self.last_shopper_result = ""
         self.slow_orders: dict[str, tuple[float, float]] = {}
+        # The store moment up to which an order was made slow on purpose: its deadlines count
+        # from there (nobody can handle an order whose every read hangs).
+        self.sabotaged_until: dict[str, float] = {}
         self.erp_fences: dict[str, int] = {}
 
     # -- time -------------------------------------------------------------------------------
@@ -176,10 +179,12 @@ class World:
 
     def slow_down(self, order_id: str, seconds: float, duration: float) -> None:
         """For ``duration`` real seconds, Get order of this order answers ``seconds`` late: work
-        on it outlasts whatever kills workers (the chaos suite's poison)."""
+        on it outlasts whatever kills workers (the chaos suite's poison). The order's deadlines
+        count from the end of that window."""
         with self.lock:
             self.order(order_id)
             self.slow_orders[order_id] = (seconds, self.clock.real() + duration)
+            self.sabotaged_until[order_id] = self.now()
 
     def read_delay(self, order_id: str) -> float:
         slow = self.slow_orders.get(order_id)
@@ -496,8 +501,12 @@ class World:
     def _check_deadlines(self, now: float) -> None:
         ready_deadline = self.config.ready_deadline
         request_deadline = self.config.request_deadline
+        for order_id in self.sabotaged_until:
+            if self.read_delay(order_id) > 0:
+                self.sabotaged_until[order_id] = now
         for order in self.orders.values():
-            if order.status == READY and now - order.status_since > ready_deadline:
+            since = self.sabotaged_until.get(order.order_id, 0.0)
+            if order.status == READY and now - max(order.status_since, since) > ready_deadline:
                 self.ledger.violate(
                     "stuck-in-ready-for-handling",
                     order.order_id,
@@ -506,7 +515,7 @@ class World:
                     once=True,
                 )
             req = order.open_request
-            if req is not None and now - req.created > request_deadline:
+            if req is not None and now - max(req.created, since) > request_deadline:
                 self.ledger.violate(
                     "cancellation-request-unanswered",
                     order.order_id,

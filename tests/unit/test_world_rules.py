@@ -414,6 +414,22 @@ def test_an_order_left_in_ready_for_handling_past_the_deadline_is_reported_once(
     assert violations(world) == [("stuck-in-ready-for-handling", order_id)]
 
 
+def test_an_order_made_slow_on_purpose_has_its_deadline_counted_from_the_end_of_it() -> None:
+    # given an order in ready-for-handling whose every read hangs (the chaos suite's poison)
+    world = make_world(ready_deadline=900.0)
+    order_id = ready_order(world)
+    world.slow_down(order_id, 12.0, 60.0)
+    # when far more than the deadline passes while it hangs / then that is not held against it
+    advance(world, 5_000.0)
+    assert world.ledger.violations == []
+    # when the window ends, the deadline counts from there
+    world.clock.advance(real_seconds=61.0)
+    advance(world, 900.0)
+    assert world.ledger.violations == []
+    advance(world, 1.0)
+    assert violations(world) == [("stuck-in-ready-for-handling", order_id)]
+
+
 def test_a_cancellation_request_left_unanswered_past_the_deadline_is_reported_once() -> None:
     # given an order in handling with a shopper's request nobody answers
     world = make_world(request_deadline=1_800.0)
