@@ -2,7 +2,8 @@
 
 - Late acknowledgement and ``task_reject_on_worker_lost``: a message whose worker died goes back to
   the queue; the tasks are idempotent and count redeliveries (quarantine after the limit).
-- Prefetch 1, JSON only, reconnect to the broker forever.
+- Prefetch 1, JSON only, reconnect to the broker forever (on Redis, through a transport that
+  survives the broker going away: ``workers/broker.py``).
 - Two queues: ``feed`` (polling, commits, sweeps) and ``orders`` (order work), so polling never
   waits behind order work when a worker consumes ``feed`` on its own (``-Q feed``).
 - No countdown longer than the Redis visibility timeout; task time limits below it.
@@ -22,6 +23,7 @@ from celery import Celery
 from celery.signals import beat_init, worker_init, worker_process_init
 from kombu import Queue  # type: ignore[attr-defined]
 
+from workers.broker import transport_for
 from workers.settings import Settings, SettingsError, get_settings
 
 _settings: Settings | None
@@ -89,8 +91,12 @@ def beat_schedule(settings: Settings | None) -> dict[str, Any]:
 def make_app() -> Celery:
     settings = _settings
     app = Celery("vtexbridge", include=["tasks.orders", "tasks.feed", "tasks.maintenance"])
+    broker_url = _broker_url(settings)
     app.conf.update(
-        broker_url=_broker_url(settings),
+        broker_url=broker_url,
+        # kombu's Redis transport with a repair that keeps a worker alive when Redis goes away
+        # (workers/broker.py); other brokers use kombu's own transport.
+        broker_transport=transport_for(broker_url),
         result_backend=_backend_url(settings),
         result_expires=3600,
         task_serializer="json",
