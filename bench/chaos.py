@@ -154,10 +154,21 @@ def break_network(every: float) -> Monkey:
     return heal
 
 
-def poison(seconds: float = 12.0, duration: float = 60.0) -> Monkey:
+def poison(seconds: float = 12.0, limit: float = 240.0) -> Monkey:
     """Poison work: one order's Get order is made slow, and every run on it is killed while it
-    runs (found with Celery's inspect), until the run reaches quarantine after the redelivery
-    limit instead of looping. Then the poison stops and the sweeper finishes the order."""
+    runs (found with Celery's inspect), until a run reaches quarantine after the redelivery
+    limit instead of looping. Then the poison stops (the sandbox counts the order's deadlines
+    from then) and the order's other work finishes it. A poison not quarantined within
+    ``limit`` seconds fails the run."""
+
+    def set_slow(stack: Stack, order_id: str, delay: float, duration: float) -> bool:
+        answer = stack.http.post(
+            f"{stack.banner['vtex_url']}/_sandbox/orders/{order_id}/slow",
+            json={"seconds": delay, "for": duration},
+            headers=stack.vtex_headers,
+            timeout=5,
+        )
+        return answer.status_code == 200
 
     def act(chaos: Chaos, now: float) -> None:
         stack = chaos.stack
@@ -166,23 +177,25 @@ def poison(seconds: float = 12.0, duration: float = 60.0) -> Monkey:
             from sandbox.scenario import order_id_for
 
             order_id, _ = order_id_for(stack.config.seed, 1)
-            answer = stack.http.post(
-                f"{stack.banner['vtex_url']}/_sandbox/orders/{order_id}/slow",
-                json={"seconds": seconds, "for": duration},
-                headers=stack.vtex_headers,
-                timeout=5,
-            )
-            if answer.status_code != 200:
+            if not set_slow(stack, order_id, seconds, limit):
                 return  # not created yet: try again on the next tick
             state["poison"] = order_id
             state["poison-kills"] = 0
+            state["poison-until"] = now + limit
+            state["expect-poison"] = "pending"
             chaos.note(f"poison: Get order of {order_id} answers {seconds:.0f}s late")
-        if state.get("poison-done") or not chaos.every("poison-scan", 0.5, now):
+        if state["expect-poison"] != "pending" or not chaos.every("poison-scan", 0.5, now):
             return
         order_id = state["poison"]
         if quarantined_for(stack, order_id):
-            state["poison-done"] = True
+            set_slow(stack, order_id, 0, 0)
+            state["expect-poison"] = "quarantined"
             chaos.note(f"poison: {order_id} quarantined after {state['poison-kills']} kills")
+            return
+        if now >= state["poison-until"]:
+            set_slow(stack, order_id, 0, 0)
+            state["expect-poison"] = "not quarantined"
+            chaos.note(f"poison: {order_id} NOT quarantined after {state['poison-kills']} kills")
             return
         for pid in active_pids(chaos, order_id):
             with contextlib.suppress(ProcessLookupError):
@@ -371,6 +384,7 @@ class Result:
     report: dict[str, Any]
     chaos: list[str]
     quarantined: int = 0
+    poison: str | None = None  # the poison's end: "quarantined" is what a scenario with one needs
 
     @property
     def lost(self) -> int:
@@ -391,7 +405,8 @@ class Result:
 
     @property
     def ok(self) -> bool:
-        return self.settled and not self.report["violations"]
+        poison_ok = self.poison in (None, "quarantined")
+        return self.settled and not self.report["violations"] and poison_ok
 
     def line(self) -> str:
         drain = f"{self.drain:.1f}s" if self.settled else f"missed({self.drain:.0f}s)"
@@ -400,6 +415,7 @@ class Result:
             f"events={self.report['events']['emitted']} effects={self.effects} "
             f"lost={self.lost} duplicated={self.duplicated} forbidden={self.forbidden} "
             f"drain={drain} chaos={len(self.chaos)} quarantined={self.quarantined}"
+            + (f" poison={self.poison.replace(' ', '-')}" if self.poison else "")
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -414,6 +430,7 @@ class Result:
             "forbidden": self.forbidden,
             "effects": self.effects,
             "quarantined": self.quarantined,
+            "poison": self.poison,
             "chaos": self.chaos,
             "report": self.report,
         }
@@ -499,7 +516,10 @@ def run(scenario: Scenario, seed: int, orders: int, *, progress: bool = False) -
         stack.stop()
         if chaos.proxy is not None:
             chaos.proxy.stop()
-    return Result(scenario.name, seed, orders, settled, drain, report, chaos.log, quarantined)
+    poison_end = chaos.state.get("expect-poison")
+    return Result(
+        scenario.name, seed, orders, settled, drain, report, chaos.log, quarantined, poison_end
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
