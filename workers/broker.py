@@ -1,11 +1,12 @@
 """The Redis broker transport the workers use: kombu's, with one repair for a lost connection.
 
 When Redis goes away while a worker waits on a BRPOP, Celery cleans up the broken connection in
-two steps: it collects the connection (which closes its channels, then detaches the transport
-from its settings), then closes it. kombu's Redis channel starts closing by reading the pending
-BRPOP reply; on a dead connection that read raises the connection error *before* the channel
-marks itself closed. The first step swallows the error and detaches the transport, so the second
-step closes the same channel again, now without settings, and fails with ``AttributeError:
+two steps: it collects the connection (closing its channels, where one channel's failure stops
+the rest being closed, then detaching the transport from its settings), then closes it. kombu's
+Redis channel starts closing by reading the pending BRPOP reply; on a dead connection that read
+raises the connection error *before* the channel marks itself closed. The first step swallows the
+error and detaches the transport, so the second step closes the same channel again, now without
+settings, and fails with ``AttributeError:
 'NoneType' object has no attribute 'hostname'``, which Celery treats as unrecoverable: the worker
 exits instead of reconnecting (seen in the chaos suite's ``redis-restart``).
 
@@ -16,6 +17,7 @@ in Redis's unacked index and come back after the visibility timeout, as with any
 
 from __future__ import annotations
 
+import contextlib
 from queue import Empty
 
 from kombu.transport import redis as kombu_redis
@@ -24,14 +26,10 @@ from kombu.transport import redis as kombu_redis
 class Channel(kombu_redis.Channel):
     def close(self) -> None:
         if self._in_poll:
-            try:
+            # A dead connection loses the BRPOP's reply with it (``_brpop_read`` drops the poll
+            # either way), which is no reason to leave the channel open.
+            with contextlib.suppress(Empty, *self.connection_errors):
                 self._brpop_read()  # type: ignore[no-untyped-call]
-            except Empty:
-                pass
-            except self.connection_errors:
-                # The BRPOP's connection is dead: its reply is lost with it (``_brpop_read``
-                # has already dropped the poll), which is no reason to leave the channel open.
-                pass
         super().close()  # type: ignore[no-untyped-call]
 
 
