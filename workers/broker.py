@@ -6,9 +6,9 @@ the rest being closed, then detaching the transport from its settings), then clo
 Redis channel starts closing by reading the pending BRPOP reply; on a dead connection that read
 raises the connection error *before* the channel marks itself closed. The first step swallows the
 error and detaches the transport, so the second step closes the same channel again, now without
-settings, and fails with ``AttributeError:
-'NoneType' object has no attribute 'hostname'``, which Celery treats as unrecoverable: the worker
-exits instead of reconnecting (seen in the chaos suite's ``redis-restart``).
+settings, and fails with ``AttributeError: 'NoneType' object has no attribute 'hostname'``,
+which Celery treats as unrecoverable: the worker exits instead of reconnecting (seen in the chaos
+suite's ``redis-restart``).
 
 This channel drops a pending BRPOP whose connection died and goes on closing, so the first step
 closes it for good and the worker reconnects as it should. Messages it had not acknowledged stay
