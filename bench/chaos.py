@@ -188,14 +188,15 @@ def poison(seconds: float = 12.0, limit: float = 240.0) -> Monkey:
             return
         order_id = state["poison"]
         if quarantined_for(stack, order_id):
-            set_slow(stack, order_id, 0, 0)
-            state["expect-poison"] = "quarantined"
-            chaos.note(f"poison: {order_id} quarantined after {state['poison-kills']} kills")
-            return
-        if now >= state["poison-until"]:
-            set_slow(stack, order_id, 0, 0)
-            state["expect-poison"] = "not quarantined"
-            chaos.note(f"poison: {order_id} NOT quarantined after {state['poison-kills']} kills")
+            end = "quarantined"
+        elif now >= state["poison-until"]:
+            end = "not quarantined"
+        else:
+            end = ""
+        if end:
+            set_slow(stack, order_id, 0, 0)  # the poison stops: deadlines count from now
+            state["expect-poison"] = end
+            chaos.note(f"poison: {order_id} {end} after {state['poison-kills']} kills")
             return
         for pid in active_pids(chaos, order_id):
             with contextlib.suppress(ProcessLookupError):
